@@ -1,0 +1,167 @@
+"""The `peftbench` command: a thin Click layer that parses, calls the library and prints.
+
+User errors (PeftbenchError) end in one line on stderr and exit code 2. `--help` and every command here start
+without importing torch; only the worker processes that `run` starts do.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from . import __version__
+from .errors import PeftbenchError
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PeftbenchError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="peftbench")
+def main() -> None:
+    """Benchmark parameter-efficient fine-tuning methods on one model and one dataset, the same way for each."""
+
+
+@main.command()
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+def validate(suite_file: Path) -> None:
+    """Check a suite file without loading any model or data."""
+    from .suite import load_suite
+
+    loaded = load_suite(suite_file)
+    names = ", ".join(r.name for r in loaded.runs)
+    out.print(f"{suite_file}: ok: {len(loaded.runs)} runs: {names}", highlight=False)
+
+
+@main.command("methods")
+def list_methods() -> None:
+    """List the registered methods, their traits and their settings."""
+    from rich.table import Table
+
+    from .builtin_tasks import TASKS
+    from .methods import load_all
+
+    table = Table(title="methods", title_justify="left", header_style="bold")
+    for col in ("method", "what it is", "mergeable", "quantized base", "extra positions", "needs CUDA", "settings"):
+        table.add_column(col)
+    yes = lambda b: "yes" if b else "no"  # noqa: E731
+    for m in load_all().values():
+        t = m.traits
+        table.add_row(m.name, m.summary, yes(t.mergeable), yes(t.quantized_base), t.extra_positions or "-",
+                      yes(t.needs_cuda), m.describe_settings())
+    out.print(table)
+    tasks = Table(title="built-in datasets", title_justify="left", header_style="bold")
+    tasks.add_column("name")
+    tasks.add_column("task")
+    tasks.add_column("what it is")
+    for spec in TASKS.values():
+        tasks.add_row(spec.name, spec.kind, spec.description)
+    out.print(tasks)
+
+
+@main.command()
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Results directory of an interrupted run of the same suite: finished runs are kept, not re-run.")
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Where the new <suite>-<timestamp> directory is made.")
+def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
+    """Run every method of SUITE_FILE, one worker process each, and print the results table."""
+    from .report import print_records
+    from .results import export_csv
+    from .runner import preflight, run_suite
+    from .suite import load_suite
+
+    loaded = load_suite(suite_file)
+    preflight(loaded)
+    with _progress() as progress:
+        store = run_suite(loaded, results_dir, resume, progress)
+    records = store.records()
+    export_csv(records, store.root / "results.csv")
+    print_records(records, out, title=f"{loaded.suite.name}: {store.root}")
+    ok = sum(r.status == "ok" for r in records)
+    out.print(f"{ok}/{len(records)} runs ok. Records: {store.root}/runs/  CSV: {store.root}/results.csv", highlight=False)
+
+
+@main.command()
+@click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a CSV, a row per run.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the records as JSON.")
+def report(results: Path, csv_path: Path | None, json_path: Path | None) -> None:
+    """Show the results table of a run directory again, and export it."""
+    from .report import print_records
+    from .results import ResultStore, export_csv, export_json
+
+    store = ResultStore(results)
+    if not store.runs_dir.is_dir():
+        raise PeftbenchError(f"{results}: no runs/ directory (not a peftbench results directory)")
+    records = store.records()
+    if not records:
+        raise PeftbenchError(f"{results}: no finished runs yet")
+    print_records(records, out, title=str(results))
+    if csv_path:
+        export_csv(records, csv_path)
+        out.print(f"wrote {csv_path} ({len(records)} rows)", highlight=False)
+    if json_path:
+        export_json(records, json_path)
+        out.print(f"wrote {json_path} ({len(records)} records)", highlight=False)
+
+
+class _progress:
+    """Rich live progress on a terminal; one plain line per event otherwise (CI logs, pipes)."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from .runner import Progress as Hooks
+
+        self.live = err.is_terminal
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err,
+                            disable=not self.live)
+        self.bar.__enter__()
+        self.task = None
+        return Hooks(run_started=self.started, event=self.event, run_finished=self.finished, run_kept=self.kept)
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def started(self, plan, i, n):
+        self.task = self.bar.add_task(f"[{i}/{n}] {plan.name}", total=None, info="starting")
+        if not self.live:
+            err.print(f"[{i}/{n}] {plan.name}: started", highlight=False)
+
+    def event(self, plan, ev):
+        if self.task is None:
+            return
+        if ev.get("event") == "phase":
+            self.bar.update(self.task, info=ev["phase"], total=ev.get("steps") or self.bar.tasks[self.task].total)
+        elif ev.get("event") == "step":
+            self.bar.update(self.task, completed=ev["step"], total=ev["steps"], info=f"train loss {ev['loss']:.4f}")
+
+    def finished(self, record):
+        if self.task is not None:
+            self.bar.update(self.task, info=record.status)
+            self.bar.stop_task(self.task)
+        line = f"{record.method}: {record.status}"
+        if record.status == "ok":
+            line += f" ({record.wall_s:.0f} s)" if record.wall_s else ""
+        elif record.error:
+            line += f": {record.error}"
+        if not self.live or record.status != "ok":
+            err.print(line, highlight=False)
+
+    def kept(self, record):
+        err.print(f"{record.method}: kept from the earlier run ({record.status})", highlight=False)

@@ -1,0 +1,19 @@
+"""Full fine-tuning: every parameter of the base model is trained (the reference point for the PEFT methods)."""
+
+from __future__ import annotations
+
+from . import register
+from .base import Method, Traits
+
+
+@register
+class Full(Method):
+    name = "full"
+    summary = "full fine-tuning: every weight trainable"
+    traits = Traits(mergeable=True, quantized_base=False)  # nothing to merge: the result is the model itself
+    default_learning_rate = 5e-5
+
+    def prepare(self, model, settings, ctx):
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model

@@ -1,0 +1,46 @@
+"""Prompt tuning (Lester et al. 2021) via peft: trained soft-prompt embeddings prepended to the input."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from . import register
+from .base import Method, MethodSettings, Traits
+
+
+class PromptSettings(MethodSettings):
+    num_virtual_tokens: PositiveInt = Field(20, description="soft-prompt length")
+    init: Literal["random", "text"] = Field("random", description="random init, or from the embeddings of init_text")
+    init_text: str | None = Field(None, description="text whose token embeddings initialise the prompt (init: text)")
+
+    @model_validator(mode="after")
+    def _text_needs_text(self):
+        if self.init == "text" and not self.init_text:
+            raise ValueError("init: text needs init_text")
+        return self
+
+
+@register
+class Prompt(Method):
+    name = "prompt"
+    summary = "prompt tuning: trained soft prompt prepended to the input"
+    traits = Traits(mergeable=False, quantized_base=False, extra_positions="+num_virtual_tokens input positions")
+    Settings = PromptSettings
+    default_learning_rate = 3e-2
+
+    def prepare(self, model, settings, ctx):
+        from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
+
+        kwargs = {}
+        if settings.init == "text":
+            kwargs = dict(
+                prompt_tuning_init=PromptTuningInit.TEXT,
+                prompt_tuning_init_text=settings.init_text,
+                tokenizer_name_or_path=ctx.tokenizer_path,
+            )
+        config = PromptTuningConfig(
+            task_type=ctx.peft_task_type, num_virtual_tokens=settings.num_virtual_tokens, **kwargs
+        )
+        return get_peft_model(model, config)

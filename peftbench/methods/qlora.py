@@ -1,0 +1,42 @@
+"""QLoRA (Dettmers et al. 2023): NF4 4-bit base with double quantization, LoRA adapters on top, via bitsandbytes.
+
+bitsandbytes >= 0.46 has a CPU backend, so this runs in the CPU suites too (slowly: dequantisation on the CPU).
+"""
+
+from __future__ import annotations
+
+from . import register
+from .base import Method, Traits
+from .lora import LoraSettings, expand_ranks, lora_config
+
+
+@register
+class QLora(Method):
+    name = "qlora"
+    summary = "QLoRA: LoRA on an NF4 double-quantized 4-bit base"
+    traits = Traits(mergeable=True, quantized_base=True)  # merging lands in 4-bit weights and changes outputs
+    Settings = LoraSettings
+    default_learning_rate = 5e-4
+
+    def expand(self, settings):
+        return expand_ranks(self, settings)
+
+    def load_kwargs(self, settings, ctx):
+        from transformers import BitsAndBytesConfig
+
+        return {
+            "quantization_config": BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=ctx.compute_dtype,
+                # the classification head is new and must stay trainable in full precision
+                llm_int8_skip_modules=["classifier", "pooler", "score"] if ctx.task == "classification" else None,
+            )
+        }
+
+    def prepare(self, model, settings, ctx):
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=ctx.gradient_checkpointing)
+        return get_peft_model(model, lora_config(settings, ctx))

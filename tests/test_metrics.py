@@ -1,0 +1,28 @@
+"""Offline metrics against hand-computed values (no torch)."""
+
+import math
+
+import pytest
+
+from peftbench import metrics
+
+
+def test_accuracy():
+    assert metrics.accuracy([1, 0, 1, 1], [1, 1, 1, 0]) == 0.5
+
+
+def test_macro_f1_hand_computed():
+    # class 1: tp=2 fp=1 fn=1 -> 4/6; class 0: tp=0 fp=1 fn=1 -> 0 ; mean = 1/3
+    assert metrics.macro_f1([1, 0, 1, 1], [1, 1, 1, 0]) == pytest.approx(1 / 3)
+    assert metrics.macro_f1([0, 1], [0, 1]) == 1.0
+
+
+def test_perplexity_and_exact_match():
+    assert metrics.perplexity(math.log(7.0)) == pytest.approx(7.0)
+    assert metrics.perplexity(1e6) == math.inf
+    assert metrics.exact_match(["red  fox", "blue"], ["red fox", "green"]) == 0.5
+
+
+def test_empty_inputs_raise():
+    with pytest.raises(ValueError):
+        metrics.accuracy([], [])

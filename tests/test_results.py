@@ -1,0 +1,52 @@
+"""Result records, the store and the exports (no torch)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import fields
+
+from peftbench.results import CSV_COLUMNS, ResultStore, RunRecord, export_csv, export_json
+
+REQUIRED = [
+    "method", "status", "error", "trainable_params", "total_params", "trainable_pct", "peak_mem_mib",
+    "peak_mem_kind", "peak_rss_mib", "train_s", "train_tokens_per_s", "latency_ms_p50", "latency_ms_p90",
+    "gen_ms_per_token", "adapter_size_mb", "eval_loss", "eval_accuracy", "eval_f1", "eval_perplexity",
+    "eval_exact_match", "base_accuracy", "base_f1", "base_perplexity", "base_exact_match",
+]
+
+
+def test_csv_has_the_documented_columns():
+    assert set(REQUIRED) <= set(CSV_COLUMNS)
+    assert CSV_COLUMNS[0] == "method" and "settings" not in CSV_COLUMNS
+
+
+def test_store_roundtrip_order_and_exports(tmp_path):
+    store = ResultStore(tmp_path / "r")
+    store.create({"runs": [{"name": "lora-r8"}, {"name": "full"}]})
+    store.write(RunRecord(method="full", method_type="full", status="ok", trainable_params=10, eval_accuracy=0.9))
+    store.write(RunRecord(method="lora-r8", method_type="lora", status="oom", error="CUDA out of memory"))
+    assert store.has("full") and not store.has("prompt")
+    records = store.records()
+    assert [r.method for r in records] == ["lora-r8", "full"]  # the suite's order, not the writing order
+    export_csv(records, tmp_path / "out.csv")
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert len(rows) == 2 and list(rows[0]) == CSV_COLUMNS
+    assert rows[1]["trainable_params"] == "10" and rows[0]["status"] == "oom"
+    export_json(records, tmp_path / "out.json")
+    assert json.loads((tmp_path / "out.json").read_text())[1]["eval_accuracy"] == 0.9
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    store = ResultStore(tmp_path)
+    store.create({})
+    for i in range(3):
+        store.write(RunRecord(method="a", method_type="lora", status="ok", train_s=float(i)))
+    assert [p.name for p in store.runs_dir.iterdir()] == ["a.json"]
+    assert store.read("a").train_s == 2.0
+
+
+def test_record_from_dict_ignores_unknown_keys():
+    names = {f.name for f in fields(RunRecord)}
+    r = RunRecord.from_dict({"method": "x", "method_type": "x", "future_field": 1})
+    assert r.method == "x" and "future_field" not in names
