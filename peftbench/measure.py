@@ -8,7 +8,8 @@ Worker side only (imports torch).
   * CUDA: `torch.cuda.max_memory_allocated` (and `max_memory_reserved`), statistics reset before the model is
     loaded; evaluation in between is left out by reading the peak before it and resetting after it.
   * CPU: the CPU allocator's live-tensor total as recorded by `torch.profiler(profile_memory=True)` at every
-    allocation, maximum over the allocations inside the load and train windows. The profiler runs from model
+    allocation, maximum over the allocations inside the load and train windows, less the live total when the
+    profiler started (tensors that existed before the model load, such as the encoded dataset). The profiler runs from model
     load through the first `memory_profile_steps` optimizer steps: every training batch is padded to the same
     shape, so later steps repeat the same allocation pattern.
 - `peak_rss_mib`: the worker process's peak resident set size (`getrusage(RUSAGE_SELF).ru_maxrss`) over its
@@ -63,7 +64,7 @@ class PeakMemory:
         self.kind = (
             "cuda max_memory_allocated (reset before load, eval excluded)"
             if device.type == "cuda"
-            else "cpu torch.profiler live tensors (load + first steps, eval excluded)"
+            else "cpu torch.profiler live tensors above the pre-load baseline (load + first steps, eval excluded)"
         )
         self._prof = None
         self._cuda_peak = 0
@@ -122,19 +123,25 @@ def profiler_peak_bytes(prof: Any, window_prefix: str) -> int | None:
     from torch._C._profiler import _EventType
 
     windows: list[tuple[int, int]] = []
-    allocations: list[tuple[int, int]] = []
+    events: list[tuple[int, int, int]] = []  # (time, size: + alloc / - free, live total right after)
     stack = list(prof.profiler.kineto_results.experimental_event_tree())
     while stack:
         node = stack.pop()
         stack.extend(node.children)
         if node.tag == _EventType.TorchOp and node.name.startswith(window_prefix):
             windows.append((node.start_time_ns, node.end_time_ns))
-        elif node.tag == _EventType.Allocation:
+        elif node.tag == _EventType.Allocation and str(node.extra_fields.device) == "cpu":
             extra = node.extra_fields
-            if str(extra.device) == "cpu" and extra.alloc_size > 0:
-                allocations.append((node.start_time_ns, extra.total_allocated))
-    inside = [total for t, total in allocations if any(a <= t <= b for a, b in windows)]
-    return max(inside) if inside else None
+            events.append((node.start_time_ns, extra.alloc_size, extra.total_allocated))
+    if not events:
+        return None
+    events.sort()
+    # Live bytes before the first profiled event: tensors that existed before the window opened (the encoded
+    # dataset, leftovers of earlier work in the process). They are left out, as CUDA's counter leaves out
+    # CPU-side data, so the figure is what loading and training added.
+    baseline = events[0][2] - events[0][1]
+    inside = [total for t, size, total in events if size > 0 and any(a <= t <= b for a, b in windows)]
+    return max(inside) - baseline if inside else None
 
 
 def time_repeated(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> list[float]:

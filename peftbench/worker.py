@@ -8,6 +8,7 @@ and reports progress as `@@peftbench {json}` lines on stdout. Imports torch, tra
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -239,6 +240,14 @@ def train(model, ctx: WorkerContext, suite: Suite, train_enc: dict, lr: float, s
     return losses, timed_s, timed_tokens, steps - untimed
 
 
+def load_prepared(suite: Suite, method, settings, ctx: WorkerContext, path: str, tokenizer):
+    """The base model loaded as the method needs it, with the method applied: what gets trained."""
+    model = models.load_model(suite.model, path, tokenizer, ctx.load_dtype, ctx.device, method.load_kwargs(settings, ctx))
+    if ctx.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return method.prepare(model, settings, ctx)
+
+
 def planned_steps(suite: Suite, n_train: int) -> int:
     t = suite.training
     return t.steps if t.steps is not None else max(1, math.ceil(t.epochs * n_train / t.batch_size))
@@ -283,13 +292,10 @@ def run(spec: dict[str, Any], record: RunRecord) -> RunRecord:
     emit("phase", phase="load")
     mem = PeakMemory(ctx.device)
     record.peak_mem_kind = mem.kind
+    gc.collect()  # garbage freed inside the window would otherwise lower the measured peak
     mem.start()
     with mem.window("load"):
-        model = models.load_model(suite.model, path, tokenizer, ctx.load_dtype, ctx.device,
-                                  method.load_kwargs(settings, ctx))
-        if ctx.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model = method.prepare(model, settings, ctx)
+        model = load_prepared(suite, method, settings, ctx, path, tokenizer)
     record.trainable_params, record.total_params = count_parameters(model)
     record.trainable_pct = 100.0 * record.trainable_params / record.total_params
 

@@ -1,0 +1,118 @@
+"""Every registered method, trained for a few steps on tiny models in this process (torch, CPU, seconds each)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from peftbench import methods
+
+from .conftest import TINY_CAUSAL, TINY_CLASSIFICATION
+
+torch = pytest.importorskip("torch")
+
+ALL = sorted(methods.load_all())
+COMMON = ["trainable_params", "total_params", "trainable_pct", "peak_mem_mib", "peak_rss_mib", "train_s",
+          "train_tokens_per_s", "train_loss_first", "train_loss_last", "latency_ms_p50", "latency_ms_p90",
+          "adapter_size_mb", "eval_loss", "base_loss", "wall_s"]
+BY_TASK = {
+    "classification": ["eval_accuracy", "base_accuracy", "eval_f1", "base_f1"],
+    "causal_lm": ["eval_perplexity", "base_perplexity", "eval_exact_match", "base_exact_match", "gen_ms_per_token"],
+}
+
+
+def spec_for(base: dict, method: str) -> dict:
+    from peftbench.suite import parse_suite
+
+    data = {**base, "methods": [{"method": method}]}
+    suite, runs = parse_suite(data)
+    run = runs[0]
+    return {"suite": suite.model_dump(mode="json"), "suite_dir": None,
+            "run": {"name": run.name, "method": run.method, "settings": run.settings}}
+
+
+def independent_trainable_count(spec: dict) -> int:
+    """Rebuild the trained model and count trainable elements by numel (right for non-quantized tensors)."""
+    from peftbench import models, worker
+    from peftbench.suite import Suite
+
+    suite = Suite.model_validate(spec["suite"])
+    method = methods.get(spec["run"]["method"])
+    settings = method.Settings.model_validate(spec["run"]["settings"])
+    path = models.model_path(suite.model)
+    tok = models.load_tokenizer(suite.model, path)
+    model = worker.load_prepared(suite, method, settings, worker.make_context(suite, path), path, tok)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@pytest.fixture(scope="module")
+def records():
+    """Run every method on both tiny suites once; tests below read the records."""
+    from peftbench import worker
+
+    out = {}
+    for task, base in (("classification", TINY_CLASSIFICATION), ("causal_lm", TINY_CAUSAL)):
+        for name in ALL:
+            spec = spec_for(base, name)
+            record = worker.new_record(spec)
+            try:
+                worker.run(spec, record)
+            except Exception as err:  # keep the other methods' results; the test for this one reports it
+                record.error = f"{type(err).__name__}: {err}"
+            out[task, name] = (spec, record)
+    return out
+
+
+@pytest.mark.parametrize("task", ["classification", "causal_lm"])
+@pytest.mark.parametrize("name", ALL)
+def test_method_runs_and_record_is_complete(records, task, name):
+    spec, r = records[task, name]
+    assert r.status == "ok", r.error
+    missing = [k for k in COMMON + BY_TASK[task] if getattr(r, k) is None]
+    assert not missing, missing
+    assert math.isfinite(r.train_loss_first) and math.isfinite(r.train_loss_last) and math.isfinite(r.eval_loss)
+    assert 0 < r.trainable_params <= r.total_params
+    assert r.trainable_pct == pytest.approx(100 * r.trainable_params / r.total_params)
+    assert r.peak_mem_mib > 0 and r.peak_rss_mib > r.peak_mem_mib * 0  # RSS includes the interpreter itself
+    assert r.latency_ms_p50 <= r.latency_ms_p90
+    assert r.method.startswith(name) and r.method_type == name
+
+
+@pytest.mark.parametrize("task", ["classification", "causal_lm"])
+@pytest.mark.parametrize("name", ALL)
+def test_trainable_params_match_an_independent_count(records, task, name):
+    spec, r = records[task, name]
+    assert r.status == "ok", r.error
+    assert r.trainable_params == independent_trainable_count(spec)
+
+
+@pytest.mark.parametrize("task", ["classification", "causal_lm"])
+def test_full_trains_everything_and_qlora_counts_4bit_weights_in_full(records, task):
+    full, lora, qlora = (records[task, n][1] for n in ("full", "lora", "qlora"))
+    assert full.trainable_params == full.total_params
+    # same LoRA adapters on the same architecture: peft's counter unpacks the 4-bit weights, so totals agree
+    lora_spec, qlora_spec = records[task, "lora"][0], records[task, "qlora"][0]
+    if lora_spec["run"]["settings"]["ranks"] == qlora_spec["run"]["settings"]["ranks"]:
+        assert qlora.trainable_params == lora.trainable_params
+        assert qlora.total_params == lora.total_params
+
+
+def test_lora_count_matches_the_formula(records):
+    """MiniLM-L6: 6 layers, hidden 384, LoRA r8 on query and value, plus the 384->2 classifier head."""
+    r = records["classification", "lora"][1]
+    rank = records["classification", "lora"][0]["run"]["settings"]["ranks"][0]
+    assert r.trainable_params == 6 * 2 * rank * (384 + 384) + (384 * 2 + 2)
+
+
+def test_peak_memory_is_repeatable_on_cpu():
+    """The profiler's live-tensor peak is deterministic for a fixed seed and fixed shapes (to the byte)."""
+    from peftbench import worker
+
+    peaks = []
+    for _ in range(2):
+        spec = spec_for(TINY_CAUSAL, "lora")
+        record = worker.new_record(spec)
+        worker.run(spec, record)
+        peaks.append(record.peak_mem_mib)
+    assert peaks[0] == peaks[1]

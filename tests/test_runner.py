@@ -1,0 +1,89 @@
+"""The real subprocess runner: a 2-method suite, a worker that dies, a timeout, and killing + resuming the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from peftbench.runner import preflight, run_suite
+from peftbench.suite import load_suite
+
+from .conftest import REPO, write_suite
+
+pytestmark = pytest.mark.slow
+
+
+def suite_with(tmp_path: Path, base: dict, methods: list[dict], **runner) -> Path:
+    data = {**base, "methods": methods}
+    data["runner"] = {**data["runner"], **runner}
+    return write_suite(tmp_path, data)
+
+
+def test_two_method_suite_through_worker_processes(tmp_path, tiny_causal):
+    loaded = load_suite(suite_with(tmp_path, tiny_causal, [{"method": "lora", "ranks": [4]}, {"method": "ia3"}]))
+    preflight(loaded)
+    store = run_suite(loaded, tmp_path / "results")
+    records = store.records()
+    assert [r.method for r in records] == ["lora-r4", "ia3"]
+    assert all(r.status == "ok" for r in records), [r.error for r in records]
+    assert all(r.peak_rss_mib > 100 for r in records)  # a real worker process: torch alone is > 100 MiB
+    manifest = store.manifest()
+    assert manifest["suite_sha256"] == loaded.sha256
+    assert manifest["provenance"]["packages"]["torch"] and manifest["provenance"]["python"]
+    assert manifest["resolved_suite"]["model"]["name"] == "builtin:tiny-llama"
+    assert (store.logs_dir / "lora-r4.log").is_file()
+
+
+def test_a_dying_worker_is_recorded_and_the_suite_goes_on(tmp_path, tiny_causal, monkeypatch):
+    monkeypatch.setenv("PEFTBENCH_FAULT", "lora-r4:train")  # that worker SIGKILLs itself when training starts
+    loaded = load_suite(suite_with(tmp_path, tiny_causal, [{"method": "lora", "ranks": [4]}, {"method": "prompt"}]))
+    records = {r.method: r for r in run_suite(loaded, tmp_path / "results").records()}
+    assert records["lora-r4"].status == "failed"
+    assert "SIGKILL" in records["lora-r4"].error
+    assert records["prompt"].status == "ok", records["prompt"].error
+
+
+def test_a_run_past_its_timeout_is_killed_and_recorded(tmp_path, tiny_causal):
+    loaded = load_suite(suite_with(tmp_path, tiny_causal, [{"method": "ia3"}], timeout_s=2))
+    (record,) = run_suite(loaded, tmp_path / "results").records()
+    assert record.status == "timeout" and "2 s" in record.error
+
+
+def test_killing_the_cli_mid_suite_then_resuming_keeps_finished_runs(tmp_path, tiny_causal):
+    methods = [{"method": "lora", "ranks": [4]}, {"method": "ia3"}, {"method": "prompt"}]
+    suite_path = suite_with(tmp_path, tiny_causal, methods)
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-c", "from peftbench.cli import main; main()", "run", str(suite_path),
+           "--results-dir", str(results)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    run_dir = None
+    while time.monotonic() < deadline:  # wait until the first run is done and the second has started
+        dirs = list(results.glob("*/"))
+        if dirs and (dirs[0] / "runs" / "lora-r4.json").is_file() and (dirs[0] / "specs" / "ia3.json").is_file():
+            run_dir = dirs[0]
+            break
+        time.sleep(0.2)
+    assert run_dir is not None, "the first run did not finish in time"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = (run_dir / "runs" / "lora-r4.json").read_bytes()
+    time.sleep(3)  # the orphaned worker, if any, would have time to write
+    assert not (run_dir / "runs" / "ia3.json").exists(), "the in-flight worker outlived its parent"
+
+    result = subprocess.run([*cmd[:5], "--resume", str(run_dir)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "lora-r4: kept from the earlier run" in result.stderr
+    assert (run_dir / "runs" / "lora-r4.json").read_bytes() == first  # not re-run
+    names = sorted(p.stem for p in (run_dir / "runs").glob("*.json"))
+    assert names == ["ia3", "lora-r4", "prompt"]
+    assert all(json.loads((run_dir / "runs" / f"{n}.json").read_text())["status"] == "ok" for n in names)
+    assert len(json.loads((run_dir / "manifest.json").read_text())["resumed_at"]) == 1
+    assert (run_dir / "results.csv").read_text().count("\n") == 4  # header + three runs
