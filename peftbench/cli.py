@@ -54,13 +54,15 @@ def list_methods() -> None:
     from .methods import load_all
 
     table = Table(title="methods", title_justify="left", header_style="bold")
-    for col in ("method", "what it is", "mergeable", "quantized base", "extra positions", "needs CUDA", "settings"):
+    for col in ("method", "what it is", "traits", "settings"):
         table.add_column(col)
-    yes = lambda b: "yes" if b else "no"  # noqa: E731
     for m in load_all().values():
         t = m.traits
-        table.add_row(m.name, m.summary, yes(t.mergeable), yes(t.quantized_base), t.extra_positions or "-",
-                      yes(t.needs_cuda), m.describe_settings())
+        traits = ["mergeable" if t.mergeable else "not mergeable"]
+        traits += ["quantized base"] if t.quantized_base else []
+        traits += [t.extra_positions] if t.extra_positions else []
+        traits += ["needs CUDA"] if t.needs_cuda else []
+        table.add_row(m.name, m.summary, "; ".join(traits), m.describe_settings())
     out.print(table)
     tasks = Table(title="built-in datasets", title_justify="left", header_style="bold")
     tasks.add_column("name")

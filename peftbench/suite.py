@@ -193,8 +193,10 @@ def _cross_checks(suite: Suite) -> list[str]:
             problems.append(f"dataset.builtin: unknown built-in dataset {ds.builtin!r}{did_you_mean(ds.builtin, TASKS)}")
         elif TASKS[ds.builtin].kind != suite.model.task:
             problems.append(f"dataset.builtin: {ds.builtin!r} is a {TASKS[ds.builtin].kind} task, model.task is {suite.model.task}")
-    if t.steps is not None and t.steps <= t.warmup_timing_steps:
-        problems.append(f"training.steps: must exceed warmup_timing_steps ({t.warmup_timing_steps}) to time anything")
+    untimed = max(t.warmup_timing_steps, t.memory_profile_steps)
+    if t.steps is not None and t.steps <= untimed:
+        problems.append(f"training.steps: must exceed warmup_timing_steps and memory_profile_steps ({untimed}), "
+                        "the steps left out of train_s")
     if t.precision == "fp16-mixed" and t.device == "cpu":
         problems.append("training.precision: fp16-mixed needs CUDA, but training.device is cpu")
     return problems
