@@ -15,7 +15,7 @@ from rich.console import Console
 from . import __version__
 from .errors import PeftbenchError
 
-out = Console(width=None if sys.stdout.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 

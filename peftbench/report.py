@@ -35,7 +35,7 @@ def records_table(records: list[RunRecord], title: str = "") -> Table:
     table = Table(title=title or None, header_style="bold", title_justify="left")
     table.add_column("method")
     table.add_column("status")
-    table.add_column("trainable (%)", justify="right")
+    table.add_column("trainable (%)", justify="right", no_wrap=True)
     table.add_column("peak tensor MiB", justify="right")
     table.add_column("peak RSS MiB", justify="right")
     table.add_column("train tok/s", justify="right")
@@ -44,11 +44,11 @@ def records_table(records: list[RunRecord], title: str = "") -> Table:
         table.add_column("gen ms/tok", justify="right")
     table.add_column("adapter MB", justify="right")
     if classification:
-        table.add_column("accuracy base → eval", justify="right")
+        table.add_column("accuracy base → eval", justify="right", no_wrap=True)
         table.add_column("F1 base → eval", justify="right")
     if causal:
-        table.add_column("perplexity base → eval", justify="right")
-        table.add_column("exact match base → eval", justify="right")
+        table.add_column("ppl base → eval", justify="right", no_wrap=True)
+        table.add_column("exact match base → eval", justify="right", no_wrap=True)
     for r in records:
         row = [
             r.method,
