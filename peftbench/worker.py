@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PROGRESS_PREFIX = "@@peftbench "
-
 
 def emit(event: str, **fields: Any) -> None:
     """One progress line for the parent; it ignores lines without the prefix."""
@@ -69,7 +67,7 @@ from .measure import (  # noqa: E402
     tensor_bytes_mb,
     time_repeated,
 )
-from .results import RunRecord, atomic_write_json  # noqa: E402
+from .results import PROGRESS_PREFIX, RunRecord, atomic_write_json  # noqa: E402
 from .suite import Suite  # noqa: E402
 
 PEFT_TASK = {"classification": "SEQ_CLS", "causal_lm": "CAUSAL_LM"}
