@@ -63,12 +63,12 @@ print(json.dumps({"s_per_step": (time.perf_counter() - t0) / (steps - skip)}))
 
 
 def harness_once(suite: dict, env: dict) -> float:
+    from peftbench.runner import worker_spec
     from peftbench.suite import parse_suite
 
     s, runs = parse_suite(suite)
     with tempfile.TemporaryDirectory() as tmp:
-        spec = {"suite": s.model_dump(mode="json"), "suite_dir": None,
-                "run": {"name": runs[0].name, "method": runs[0].method, "settings": runs[0].settings}}
+        spec = worker_spec(s.model_dump(mode="json"), runs[0])
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
         subprocess.run([sys.executable, "-m", "peftbench.worker", f"{tmp}/spec.json", f"{tmp}/out.json"],
                        env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)

@@ -9,9 +9,9 @@ Worker side only (imports torch).
     loaded; evaluation in between is left out by reading the peak before it and resetting after it.
   * CPU: the CPU allocator's live-tensor total as recorded by `torch.profiler(profile_memory=True)` at every
     allocation, maximum over the allocations inside the load and train windows, less the live total when the
-    profiler started (tensors that existed before the model load, such as the encoded dataset). The profiler runs from model
-    load through the first `memory_profile_steps` optimizer steps: every training batch is padded to the same
-    shape, so later steps repeat the same allocation pattern.
+    profiler started (tensors that existed before the model load, such as the encoded dataset). The profiler
+    runs from model load through the first `memory_profile_steps` optimizer steps: every training batch is padded
+    to the same shape, so later steps repeat the same allocation pattern.
 - `peak_rss_mib`: the worker process's peak resident set size (`getrusage(RUSAGE_SELF).ru_maxrss`) over its
   whole life (imports, data, load, training, evaluation): what the machine really had to hold.
 - Latency: forward pass of a fixed batch in eval mode under `torch.inference_mode`, after `warmup` untimed

@@ -162,6 +162,17 @@ def _last_error_line(log: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def worker_spec(resolved_suite: dict[str, Any], plan: RunPlan, suite_dir: Path | None = None,
+                adapter_dir: Path | None = None) -> dict[str, Any]:
+    """What a worker is given (as JSON): the resolved suite, its run, where relative paths start, where to save."""
+    return {
+        "suite": resolved_suite,
+        "suite_dir": str(suite_dir) if suite_dir else None,
+        "run": {"name": plan.name, "method": plan.method, "settings": plan.settings},
+        "adapter_dir": str(adapter_dir) if adapter_dir else None,
+    }
+
+
 def run_worker(plan: RunPlan, spec: dict[str, Any], store: ResultStore, timeout_s: float, env: dict[str, str],
                on_event: Callable[[dict], None]) -> RunRecord:
     """Start one worker, relay its progress, enforce the timeout, and return its record (always one)."""
@@ -267,12 +278,8 @@ def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume:
             progress.run_kept(store.read(plan.name))
             continue
         progress.run_started(plan, i, len(loaded.runs))
-        spec = {
-            "suite": resolved,
-            "suite_dir": str(Path(loaded.path).resolve().parent),
-            "run": {"name": plan.name, "method": plan.method, "settings": plan.settings},
-            "adapter_dir": str(store.root / "adapters" / plan.name) if suite.runner.save_adapters else None,
-        }
+        adapter_dir = store.root / "adapters" / plan.name if suite.runner.save_adapters else None
+        spec = worker_spec(resolved, plan, Path(loaded.path).resolve().parent, adapter_dir)
         record = run_worker(plan, spec, store, suite.runner.timeout_s, env, lambda ev, p=plan: progress.event(p, ev))
         progress.run_finished(record)
     return store

@@ -23,13 +23,11 @@ BY_TASK = {
 
 
 def spec_for(base: dict, method: str) -> dict:
+    from peftbench.runner import worker_spec
     from peftbench.suite import parse_suite
 
-    data = {**base, "methods": [{"method": method}]}
-    suite, runs = parse_suite(data)
-    run = runs[0]
-    return {"suite": suite.model_dump(mode="json"), "suite_dir": None,
-            "run": {"name": run.name, "method": run.method, "settings": run.settings}}
+    suite, runs = parse_suite({**base, "methods": [{"method": method}]})
+    return worker_spec(suite.model_dump(mode="json"), runs[0])
 
 
 def independent_trainable_count(spec: dict) -> int:
