@@ -11,7 +11,10 @@ Worker side only (imports torch).
     allocation, maximum over the allocations inside the load and train windows, less the live total when the
     profiler started (tensors that existed before the model load, such as the encoded dataset). The profiler
     runs from model load through the first `memory_profile_steps` optimizer steps: every training batch is padded
-    to the same shape, so later steps repeat the same allocation pattern.
+    to the same shape, so later steps repeat the same allocation pattern. Weights that `from_pretrained` leaves
+    memory-mapped from the safetensors file never pass through the allocator, so right after loading they are
+    copied into allocator memory (`own_cpu_storage`), as loading onto a GPU copies them into device memory: the
+    peak counts the weights on both devices.
 - `peak_rss_mib`: the worker process's peak resident set size (`getrusage(RUSAGE_SELF).ru_maxrss`) over its
   whole life (imports, data, load, training, evaluation): what the machine really had to hold.
 - Latency: forward pass of a fixed batch in eval mode under `torch.inference_mode`, after `warmup` untimed
@@ -42,6 +45,18 @@ def count_parameters(model: Any) -> tuple[int, int]:
 
     # The counter only walks named_parameters(), so it serves plain models (full fine-tuning) as well.
     return PeftModel.get_nb_trainable_parameters(model)
+
+
+def own_cpu_storage(model: Any) -> None:
+    """Copy every CPU parameter and buffer into memory owned by torch's allocator (see the module docstring).
+
+    Replacing `.data` keeps each Parameter object, so tied weights stay tied. bitsandbytes 4-bit weights are
+    skipped: quantization already allocated them, and their quantization state points at their storage.
+    """
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.device.type == "cpu" and type(t).__name__ not in ("Params4bit", "Int8Params"):
+                t.data = t.data.clone()
 
 
 def peak_rss_mib() -> float:

@@ -61,6 +61,7 @@ from .measure import (  # noqa: E402
     PeakMemory,
     count_parameters,
     directory_size_mb,
+    own_cpu_storage,
     peak_rss_mib,
     percentile,
     synchronize,
@@ -241,6 +242,8 @@ def train(model, ctx: WorkerContext, suite: Suite, train_enc: dict, lr: float, s
 def load_prepared(suite: Suite, method, settings, ctx: WorkerContext, path: str, tokenizer):
     """The base model loaded as the method needs it, with the method applied: what gets trained."""
     model = models.load_model(suite.model, path, tokenizer, ctx.load_dtype, ctx.device, method.load_kwargs(settings, ctx))
+    if ctx.device.type == "cpu":
+        own_cpu_storage(model)
     if ctx.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return method.prepare(model, settings, ctx)
