@@ -76,24 +76,24 @@ def cmd_run(out: Path) -> None:
         path.write_text(yaml.safe_dump(suite, sort_keys=False))
         if any((out / "runs").glob(f"{suite['name']}-*")):
             continue
-        subprocess.run([sys.executable, "-m", "peftbench.cli", "run", str(path), "--results-dir", str(out / "runs")],
+        subprocess.run([sys.executable, "-c", "from peftbench.cli import main; main()", "run", str(path), "--results-dir", str(out / "runs")],
                        cwd=REPO, check=False)
 
 
 def cmd_compare(results: Path) -> None:
-    from peftbench.estimate import estimate_record
+    from peftbench.estimate import estimate_run
     from peftbench.results import ResultStore
 
     rows = []
     for run_dir in sorted((results / "runs").iterdir()):
         store = ResultStore(run_dir)
-        manifest = store.read_manifest()
+        manifest = store.manifest()
         for rec in store.records():
             if rec.status != "ok" or rec.peak_mem_mib is None:
                 continue
-            est = estimate_record(manifest["suite"], rec.method_type, rec.settings)
+            est = estimate_run(manifest["resolved_suite"], rec.method_type, rec.settings, device="cpu")
             err = 100 * (est.peak_mib - rec.peak_mem_mib) / rec.peak_mem_mib
-            rows.append((manifest["suite"]["name"], rec.method, rec.peak_mem_mib, est.peak_mib, err))
+            rows.append((manifest["resolved_suite"]["name"], rec.method, rec.peak_mem_mib, est.peak_mib, err))
     print(f"{'suite':28} {'run':10} {'measured MiB':>12} {'estimate MiB':>12} {'error %':>8}")
     for r in rows:
         print(f"{r[0]:28} {r[1]:10} {r[2]:12.1f} {r[3]:12.1f} {r[4]:8.1f}")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 if TYPE_CHECKING:  # only for annotations: the worker passes real objects
+    from ..estimate import Arch, Footprint
     from ..worker import WorkerContext
 
 
@@ -67,7 +68,24 @@ class Method:
             return settings.learning_rate
         return suite_lr if suite_lr is not None else self.default_learning_rate
 
+    def footprint(self, arch: Arch, settings: MethodSettings) -> Footprint:
+        """What this method trains, adds and saves on `arch`, for the memory model (peftbench/estimate.py)."""
+        from ..errors import PeftbenchError
+
+        raise PeftbenchError(f"method {self.name!r} has no memory model yet")
+
+    def counting_settings(self, settings: MethodSettings) -> MethodSettings:
+        """Settings to apply on a meta-device model for exact parameter counts (no weights, no tokenizer)."""
+        return settings
+
     def describe_settings(self) -> str:
         """One line listing this method's own settings, for `peftbench methods`."""
         own = [k for k in self.Settings.model_fields if k not in MethodSettings.model_fields]
         return ", ".join(own) if own else "-"
+
+
+def classifier_copy(arch: Arch) -> int:
+    """peft trains a copy of a classification head (modules_to_save) for SEQ_CLS; causal LMs have none."""
+    if arch.task != "classification":
+        return 0
+    return sum(m.params for m in arch.heads_out if m.path == arch.output_layer)

@@ -13,6 +13,12 @@ class Full(Method):
     traits = Traits(mergeable=True, quantized_base=False)  # nothing to merge: the result is the model itself
     default_learning_rate = 5e-5
 
+    def footprint(self, arch, settings):
+        from ..estimate import Footprint
+
+        largest = max([m.d_in * m.d_out for m in (*arch.block, *arch.heads_out)] + [arch.vocab * arch.hidden])
+        return Footprint(trainable=arch.total_params, added=0, full=True, largest_trainable=largest)
+
     def prepare(self, model, settings, ctx):
         for p in model.parameters():
             p.requires_grad_(True)

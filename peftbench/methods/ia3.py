@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from . import register
-from .base import Method, MethodSettings, Traits
+from .base import Method, MethodSettings, Traits, classifier_copy
 
 
 class IA3Settings(MethodSettings):
@@ -20,6 +20,24 @@ class IA3(Method):
     traits = Traits(mergeable=True, quantized_base=False)
     Settings = IA3Settings
     default_learning_rate = 1e-2
+
+    def footprint(self, arch, settings):
+        """One vector per scaled module: its input width for feed-forward modules, its output width otherwise.
+        Saved activations: the tensor each vector multiplies (the module's input or output)."""
+        from ..estimate import Footprint, Saved
+
+        default_targets, default_ff = arch.ia3_defaults
+        targets = arch.targets(settings.target_modules, default_targets)
+        ff = settings.feedforward_modules if settings.feedforward_modules is not None else list(default_ff)
+        params, saved = 0, []
+        for m in targets:
+            width = m.d_in if any(m.matches(t) for t in ff) else m.d_out
+            params += width * (arch.layers if arch.in_block(m) else 1)
+            if arch.in_block(m):
+                saved.append(Saved(width, "act"))
+        head = classifier_copy(arch)
+        return Footprint(trainable=params + head, added=params + head, saved=tuple(saved),
+                         largest_trainable=max([m.d_out for m in targets] + [head], default=0))
 
     def prepare(self, model, settings, ctx):
         from peft import IA3Config, get_peft_model

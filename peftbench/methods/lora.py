@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from . import register
-from .base import Method, MethodSettings, RunPlan, Traits
+from .base import Method, MethodSettings, RunPlan, Traits, classifier_copy
 
 
 class LoraSettings(MethodSettings):
@@ -33,6 +33,27 @@ def lora_config(settings: LoraSettings, ctx):
     )
 
 
+def lora_footprint(arch, settings: LoraSettings, quantized: bool = False):
+    """LoRA's trainable A (r x d_in) and B (d_out x r) per wrapped linear, once per block for block linears.
+
+    Saved activations per wrapped block linear: peft casts the input to the fp32 adapter dtype and applies dropout
+    (fp32 output + a 1-byte mask; without dropout, the fp32 input), and lora_B saves lora_A's r outputs.
+    """
+    from ..estimate import Footprint, Saved
+
+    r = settings.ranks[0]
+    wrapped = arch.targets(settings.target_modules, arch.lora_defaults)
+    params, saved = 0, []
+    for m in wrapped:
+        params += r * (m.d_in + m.d_out) * (arch.layers if arch.in_block(m) else 1)
+        if arch.in_block(m):
+            saved += [Saved(m.d_in, "fp32"), Saved(r, "fp32")] + ([Saved(m.d_in, "mask")] if settings.dropout else [])
+    head = classifier_copy(arch)
+    largest = max([r * max(m.d_in, m.d_out) for m in wrapped] + [head], default=0)
+    return Footprint(trainable=params + head, added=params + head, quantized=quantized, saved=tuple(saved),
+                     largest_trainable=largest)
+
+
 def expand_ranks(method: Method, settings: LoraSettings) -> list[RunPlan]:
     """A run per rank, named '<method>-r<rank>'."""
     plans = []
@@ -52,6 +73,9 @@ class Lora(Method):
 
     def expand(self, settings):
         return expand_ranks(self, settings)
+
+    def footprint(self, arch, settings):
+        return lora_footprint(arch, settings)
 
     def prepare(self, model, settings, ctx):
         from peft import get_peft_model

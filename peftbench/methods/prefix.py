@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, PositiveInt
 
 from . import register
-from .base import Method, MethodSettings, Traits
+from .base import Method, MethodSettings, Traits, classifier_copy
 
 
 class PrefixSettings(MethodSettings):
@@ -20,6 +20,17 @@ class Prefix(Method):
     traits = Traits(mergeable=False, quantized_base=False, extra_positions="+num_virtual_tokens KV positions per layer")
     Settings = PrefixSettings
     default_learning_rate = 1e-2
+
+    def footprint(self, arch, settings):
+        """A key and a value vector (KV width, so GQA-aware as in peft) per virtual token per block; with
+        `projection`, an embedding of n x width feeding a two-layer MLP (width -> width -> 2 x blocks x width)."""
+        from ..estimate import Footprint
+
+        n, width, out = settings.num_virtual_tokens, arch.kv_dim, 2 * arch.layers * arch.kv_dim
+        params = n * width + width * width + width + width * out + out if settings.projection else n * out
+        head = classifier_copy(arch)
+        return Footprint(trainable=params + head, added=params + head, kv_prefix=n,
+                         largest_trainable=max(params if not settings.projection else width * out, head))
 
     def prepare(self, model, settings, ctx):
         from peft import PrefixTuningConfig, get_peft_model

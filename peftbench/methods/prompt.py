@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt, model_validator
 
 from . import register
-from .base import Method, MethodSettings, Traits
+from .base import Method, MethodSettings, Traits, classifier_copy
 
 
 class PromptSettings(MethodSettings):
@@ -29,6 +29,17 @@ class Prompt(Method):
     traits = Traits(mergeable=False, quantized_base=False, extra_positions="+num_virtual_tokens input positions")
     Settings = PromptSettings
     default_learning_rate = 3e-2
+
+    def footprint(self, arch, settings):
+        """n x hidden trained embeddings; every sequence (activations and logits) grows by n positions."""
+        from ..estimate import Footprint
+
+        params, head = settings.num_virtual_tokens * arch.hidden, classifier_copy(arch)
+        return Footprint(trainable=params + head, added=params + head, extra_positions=settings.num_virtual_tokens,
+                         largest_trainable=max(params, head))
+
+    def counting_settings(self, settings):
+        return settings.model_copy(update={"init": "random", "init_text": None})  # counts do not depend on init
 
     def prepare(self, model, settings, ctx):
         from peft import PromptTuningConfig, PromptTuningInit, get_peft_model

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from . import register
 from .base import Method, Traits
-from .lora import LoraSettings, expand_ranks, lora_config
+from .lora import LoraSettings, expand_ranks, lora_config, lora_footprint
 
 
 @register
@@ -20,6 +20,9 @@ class QLora(Method):
 
     def expand(self, settings):
         return expand_ranks(self, settings)
+
+    def footprint(self, arch, settings):
+        return lora_footprint(arch, settings, quantized=True)
 
     def load_kwargs(self, settings, ctx):
         from transformers import BitsAndBytesConfig

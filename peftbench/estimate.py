@@ -1,0 +1,385 @@
+"""The analytic memory model: what a fine-tuning run must hold in PyTorch's allocator at its peak. No torch import.
+
+Inputs are an architecture (read from a Hugging Face config dict: `arch_from_config`), a method's footprint
+(each method module says what it trains, what it adds and which extra activations it saves: `Method.footprint`)
+and a workload (batch, sequence length, precision, gradient checkpointing, optimizer, GPUs). The model follows
+shared/research/memory-model.md and was calibrated against the harness's own CPU measurements
+(benchmarks/calibrate.py; results in the README):
+
+    peak = W + S + max(A + Λ + G_adapters,  G_full + X_step) + X_tmp
+
+W resident weights (quantized where the method quantizes), S trainable state that lives across steps (adapter
+weights, optimizer states), A activations saved for backward, Λ logits and loss buffers, G gradients, X_step
+optimizer-step temporaries, X_tmp transient buffers (4-bit dequantisation). Gradients of a full fine-tune fill
+up while activations drain during backward, so the two sides of the max never coexist in full. The CUDA
+context (kernels, cuBLAS workspace) is outside PyTorch's allocator: it is reported apart, never in `peak`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import PeftbenchError
+
+GIB = 2**30
+MIB = 2**20
+
+Precision = Literal["fp32", "bf16", "fp16", "mixed"]
+Optimizer = Literal["adamw", "adamw8bit", "paged_adamw8bit", "sgd"]
+Strategy = Literal["ddp", "zero2", "zero3", "fsdp"]
+PRECISIONS = ("fp32", "bf16", "fp16", "mixed")
+OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit", "sgd")
+STRATEGIES = ("ddp", "zero2", "zero3", "fsdp")
+
+# bitsandbytes NF4 with double quantization: 4-bit codes, an 8-bit absmax per block of 64 weights, and an fp32
+# absmax per 256 of those blocks (bitsandbytes functional.quantize_4bit, compress_statistics=True).
+NF4_DQ_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
+# CUDA context + cuBLAS workspace with lazy module loading (CUDA >= 11.7): invisible to torch's allocator
+# statistics, visible to nvidia-smi. Published figures range from 0.3 to 2 GiB (memory-model.md §2.1).
+CUDA_CONTEXT_GIB = 0.75
+
+
+# ---- architecture ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Linear:
+    """One nn.Linear: its module path (inside a block, or from the model root for heads) and shape."""
+
+    path: str
+    d_in: int
+    d_out: int
+    bias: bool = False
+
+    @property
+    def params(self) -> int:
+        return self.d_in * self.d_out + (self.d_out if self.bias else 0)
+
+    def matches(self, target: str) -> bool:
+        """peft's rule for a target module name: equal to, or a dotted suffix of, the module's name."""
+        return ("." + self.path).endswith("." + target)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """The shapes the memory model needs, for one model and task."""
+
+    model_type: str
+    task: str  # causal_lm | classification
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    block: tuple[Linear, ...]  # the linears of one block
+    heads_out: tuple[Linear, ...]  # linears outside the blocks: lm_head, score, pooler, classifier
+    other_params: int  # embeddings, norms, position embeddings: parameters that are not in a Linear
+    norms_per_layer: int
+    norm: Literal["rms", "layer"]
+    mlp: Literal["gated", "plain"]
+    act_saved: int  # elements the MLP activation function saves per intermediate unit (gelu_new: 4, silu/gelu: 1)
+    dropout: bool  # dropout active in training (hidden and attention probabilities)
+    output_layer: str | None  # the head peft's all-linear leaves out (lm_head / score / classifier)
+    lora_defaults: tuple[str, ...] = ()
+    ia3_defaults: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # target modules, feed-forward modules
+
+    @property
+    def total_params(self) -> int:
+        return self.layers * sum(m.params for m in self.block) + sum(m.params for m in self.heads_out) + self.other_params
+
+    @property
+    def block_linear_params(self) -> int:
+        return self.layers * sum(m.params for m in self.block)
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    def targets(self, names: list[str] | str | None, defaults: tuple[str, ...]) -> list[Linear]:
+        """The linears a peft `target_modules` value selects: block linears (once per block) and heads."""
+        if names == "all-linear":
+            return [*self.block, *(m for m in self.heads_out if m.path != self.output_layer)]
+        chosen = list(defaults) if names is None else list(names)
+        return [m for m in (*self.block, *self.heads_out) if any(m.matches(t) for t in chosen)]
+
+    def in_block(self, m: Linear) -> bool:
+        return m in self.block
+
+
+# peft's default targets (TRANSFORMERS_MODELS_TO_{LORA,IA3}_TARGET_MODULES_MAPPING, peft 0.21), copied because
+# importing peft imports torch; tests/test_estimate_exact.py checks them against peft itself.
+_LLAMA_LIKE = {"llama", "mistral", "qwen2", "gemma", "gemma2"}
+_LORA_DEFAULTS = {**{t: ("q_proj", "v_proj") for t in _LLAMA_LIKE}, "phi": ("q_proj", "v_proj", "fc1", "fc2"),
+                  "bert": ("query", "value")}
+_IA3_DEFAULTS = {
+    "llama": (("k_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "mistral": (("k_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "qwen2": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "gemma": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "gemma2": (("q_proj", "v_proj", "down_proj"), ("down_proj",)),
+    "phi": (("q_proj", "v_proj", "fc2"), ("fc2",)),
+    "bert": (("key", "value", "output.dense"), ("output.dense",)),
+}
+SUPPORTED_MODEL_TYPES = sorted(_LORA_DEFAULTS)
+
+
+def arch_from_config(cfg: dict[str, Any], task: str = "causal_lm", num_labels: int = 2) -> Arch:
+    """An Arch from a Hugging Face config dict (catalog entry, local config.json, built-in model)."""
+    mt = cfg.get("model_type")
+    if mt not in _LORA_DEFAULTS:
+        raise PeftbenchError(f"no memory model for model_type {mt!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    try:
+        h, L, a = int(cfg["hidden_size"]), int(cfg["num_hidden_layers"]), int(cfg["num_attention_heads"])
+        i, V = int(cfg["intermediate_size"]), int(cfg["vocab_size"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise PeftbenchError(f"model config lacks a usable {err} field") from None
+    k = int(cfg.get("num_key_value_heads") or a)
+    d = int(cfg.get("head_dim") or h // a)
+    common = dict(model_type=mt, task=task, layers=L, hidden=h, intermediate=i, heads=a, kv_heads=k, head_dim=d,
+                  vocab=V, lora_defaults=_LORA_DEFAULTS[mt], ia3_defaults=_IA3_DEFAULTS[mt])
+    tied = bool(cfg.get("tie_word_embeddings", mt in ("gemma", "gemma2") or mt == "bert"))
+    if mt == "bert":
+        if task != "classification":
+            raise PeftbenchError("bert models are supported for classification only")
+        block = (Linear("attention.self.query", h, a * d, True), Linear("attention.self.key", h, a * d, True),
+                 Linear("attention.self.value", h, a * d, True), Linear("attention.output.dense", a * d, h, True),
+                 Linear("intermediate.dense", h, i, True), Linear("output.dense", i, h, True))
+        heads = (Linear("pooler.dense", h, h, True), Linear("classifier", h, num_labels, True))
+        embeddings = (V + int(cfg.get("max_position_embeddings", 512)) + int(cfg.get("type_vocab_size", 2))) * h + 2 * h
+        return Arch(**common, block=block, heads_out=heads, other_params=embeddings + L * 2 * 2 * h, norms_per_layer=2,
+                    norm="layer", mlp="plain", act_saved=1, dropout=float(cfg.get("hidden_dropout_prob", 0.1)) > 0,
+                    output_layer="classifier")
+    if mt == "phi":
+        block = (Linear("self_attn.q_proj", h, a * d, True), Linear("self_attn.k_proj", h, k * d, True),
+                 Linear("self_attn.v_proj", h, k * d, True), Linear("self_attn.dense", a * d, h, True),
+                 Linear("mlp.fc1", h, i, True), Linear("mlp.fc2", i, h, True))
+        norms, norm_params, act_saved = 1, 2 * h, 4 if cfg.get("hidden_act", "gelu_new") == "gelu_new" else 1
+        dropout = float(cfg.get("resid_pdrop", 0) or 0) > 0 or float(cfg.get("attention_dropout", 0) or 0) > 0
+        norm_kind, mlp_kind, lm_bias = "layer", "plain", True
+    else:
+        attn_bias = bool(cfg.get("attention_bias", False)) or mt == "qwen2"
+        mlp_bias = bool(cfg.get("mlp_bias", False))
+        block = (Linear("self_attn.q_proj", h, a * d, attn_bias), Linear("self_attn.k_proj", h, k * d, attn_bias),
+                 Linear("self_attn.v_proj", h, k * d, attn_bias),
+                 Linear("self_attn.o_proj", a * d, h, bool(cfg.get("attention_bias", False))),
+                 Linear("mlp.gate_proj", h, i, mlp_bias), Linear("mlp.up_proj", h, i, mlp_bias),
+                 Linear("mlp.down_proj", i, h, mlp_bias))
+        norms = 4 if mt == "gemma2" else 2
+        norm_params, act_saved, dropout = norms * h, 1, float(cfg.get("attention_dropout", 0) or 0) > 0
+        norm_kind, mlp_kind, lm_bias = "rms", "gated", False
+    final_norm = 2 * h if norm_kind == "layer" else h
+    other = V * h + L * norm_params + final_norm
+    if task == "causal_lm":
+        head = Linear("lm_head", h, V, lm_bias)
+        heads: tuple[Linear, ...] = (head,)
+        if tied:  # the head's weight is the embedding; only a bias would be its own
+            other -= V * h
+        output = "lm_head"
+    else:
+        heads, output = (Linear("score", h, num_labels, False),), "score"
+    return Arch(**common, block=block, heads_out=heads, other_params=other, norms_per_layer=norms, norm=norm_kind,
+                mlp=mlp_kind, act_saved=act_saved, dropout=dropout, output_layer=output)
+
+
+# ---- what a method changes ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Saved:
+    """Extra activation memory a method keeps per token per block: `elements` of a given storage kind."""
+
+    elements: int
+    kind: Literal["act", "fp32", "mask"]  # activation dtype, fp32 (peft keeps adapters in fp32), 1-byte mask
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a method does to the memory of a model (each method module computes its own)."""
+
+    trainable: int  # trainable parameters (analytic count; tests check it against peft on the meta device)
+    added: int  # parameters the method adds (adapters, prompts, copies of heads); 0 for full fine-tuning
+    full: bool = False  # every base weight is trained (gradients and optimizer state for all of them)
+    quantized: bool = False  # block linears stored in 4-bit NF4 (double quantization); the rest in fp32
+    saved: tuple[Saved, ...] = ()  # extra saved activations per token per block
+    extra_positions: int = 0  # tokens prepended to every sequence (prompt tuning): activations and logits grow
+    kv_prefix: int = 0  # key/value positions prepended in every block (prefix tuning)
+    largest_trainable: int = 0  # elements of the largest trainable tensor (CPU optimizer temporaries)
+
+
+@dataclass(frozen=True)
+class Workload:
+    batch: int = 1
+    seq_len: int = 512
+    precision: Precision = "bf16"
+    grad_ckpt: bool = False
+    optimizer: Optimizer = "adamw"
+    gpus: int = 1
+    strategy: Strategy = "ddp"
+    device: Literal["cuda", "cpu"] = "cuda"
+
+
+@dataclass
+class Estimate:
+    trainable_params: int
+    total_params: int
+    peak_bytes: float
+    cuda_context_bytes: float
+    breakdown: dict[str, float]  # bytes per component
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def peak_gib(self) -> float:
+        return self.peak_bytes / GIB
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak_bytes / MIB
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trainable_params": self.trainable_params,
+            "total_params": self.total_params,
+            "peak_gib": round(self.peak_gib, 4),
+            "cuda_context_gib": round(self.cuda_context_bytes / GIB, 4),
+            "breakdown": {k: round(v / GIB, 4) for k, v in self.breakdown.items()},
+            "notes": self.notes,
+        }
+
+
+# ---- the model ------------------------------------------------------------------------------------------------
+
+# Bytes per token per vocabulary entry of the causal-LM loss at its peak (start of backward): transformers'
+# ForCausalLMLoss up-casts logits to fp32 and saves the fp32 log-softmax; backward adds its gradient and the
+# logits' gradient. Measured on CPU in fp32 (benchmarks/calibrate.py): see LOGIT_BYTES use below.
+LOGIT_BYTES = {"fp32": 12.0, "bf16": 14.0, "fp16": 14.0, "mixed": 14.0}
+
+
+def _bytes(precision: str) -> tuple[int, int]:
+    """(weight bytes of non-quantized base parameters, activation bytes)."""
+    weight = 4 if precision in ("fp32", "mixed") else 2
+    act = 4 if precision == "fp32" else 2
+    return weight, act
+
+
+def layer_activation_bytes(arch: Arch, fp: Footprint, ab: int, s_kv: int) -> float:
+    """Bytes saved for backward per token per block (no checkpointing): base ops, full-FT extras, method extras."""
+    h, i, a = arch.hidden, arch.intermediate, arch.heads
+    norm_in = 4 * h if arch.norm == "rms" else ab * h  # HF RMSNorm up-casts its input to fp32 and saves it
+    total = arch.norms_per_layer * norm_in
+    total += ab * (2 * arch.q_dim + 2 * arch.kv_dim) + 4 * a  # attention kernel: q, k, v, output, logsumexp
+    total += ab * i * (3 if arch.mlp == "gated" else arch.act_saved)  # SwiGLU: act input, act output, up output
+    if arch.dropout:  # dropout masks (1 byte) and dropped outputs after attention and MLP, attention probabilities
+        total += 2 * (1 + ab) * h + a * s_kv * (2 * ab + 1)
+    if fp.full:  # inputs of every trainable linear (q/k/v share one) and the normalised input of each norm weight
+        total += ab * (h + arch.q_dim + (h if arch.mlp == "gated" else 0) + i) + arch.norms_per_layer * ab * h
+    for extra in fp.saved:
+        total += extra.elements * {"act": ab, "fp32": 4, "mask": 1}[extra.kind]
+    return total
+
+
+def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
+    """The predicted peak of PyTorch's allocator for one training step of `fp` on `arch` under `w`."""
+    wb, ab = _bytes(w.precision)
+    notes: list[str] = []
+    seq = w.seq_len + fp.extra_positions
+    tokens = w.batch * seq
+    total_params = arch.total_params + fp.added
+    # Weights: quantized block linears + the rest (prepare_model_for_kbit_training casts it to fp32).
+    if fp.quantized:
+        weights = arch.block_linear_params * NF4_DQ_BYTES + (arch.total_params - arch.block_linear_params) * 4
+    else:
+        weights = arch.total_params * wb
+    adapters = fp.added * 4  # peft keeps adapter weights in fp32 (autocast_adapter_dtype=True)
+    # Trainable state: gradient and optimizer bytes per trainable parameter, in the trainable parameter's dtype.
+    pb = wb if fp.full and w.precision != "mixed" else 4
+    grad_b = pb if fp.full else 4
+    opt_b = {"adamw": 2 * pb, "adamw8bit": 2.0 + 8 / 256, "paged_adamw8bit": 2.0 + 8 / 256, "sgd": pb}[w.optimizer]
+    if w.optimizer == "paged_adamw8bit":
+        notes.append("paged optimizer states live in CUDA unified memory, outside the allocator: not in the peak")
+        opt_b = 0.0
+    opt_states = fp.trainable * opt_b
+    grads = fp.trainable * grad_b
+    # Optimizer-step temporaries: torch's foreach AdamW (the CUDA default) makes one state-sized temporary for all
+    # tensors at once; the single-tensor CPU path makes two of the largest tensor at a time.
+    if w.optimizer != "adamw":
+        step_tmp = 0.0
+    elif w.device == "cuda":
+        step_tmp = fp.trainable * pb
+    else:
+        step_tmp = 2 * fp.largest_trainable * pb
+    # Activations: every block's saved tensors, or with checkpointing each block's input plus one block recomputed.
+    s_kv = seq + fp.kv_prefix
+    per_layer = layer_activation_bytes(arch, fp, ab, s_kv)
+    layer_input = ab * arch.hidden if w.precision != "mixed" else 4 * arch.hidden
+    if w.grad_ckpt:
+        activations = tokens * (arch.layers * layer_input + per_layer)
+    else:
+        activations = tokens * arch.layers * per_layer
+    activations += tokens * (4 * arch.hidden if arch.norm == "rms" else ab * arch.hidden)  # final norm input
+    if fp.kv_prefix:
+        activations += w.batch * arch.layers * 2 * fp.kv_prefix * arch.kv_dim * ab  # the prefix keys/values
+    if w.precision == "mixed":  # autocast's 16-bit copies of the linear weights, saved from forward to backward
+        activations += 2 * arch.block_linear_params
+        notes.append("mixed precision: 16-bit copies of the linear weights held from forward to backward")
+    logits = tokens * arch.vocab * LOGIT_BYTES[w.precision] if arch.task == "causal_lm" else 0.0
+    # 4-bit: each linear is dequantized to the compute dtype for its matmul, one at a time.
+    dequant = max(m.d_in * m.d_out for m in arch.block) * (4 if w.precision == "fp32" else 2) if fp.quantized else 0.0
+
+    breakdown = {"weights": weights, "adapters": adapters, "gradients": grads, "optimizer_states": opt_states,
+                 "optimizer_step_temp": step_tmp, "activations": activations, "logits_loss": logits,
+                 "transient": dequant}
+    if w.gpus > 1 and fp.full and w.strategy != "ddp":
+        shard = w.gpus
+        breakdown["gradients"] = grads / shard
+        breakdown["optimizer_states"] = opt_states / shard
+        breakdown["optimizer_step_temp"] = step_tmp / shard
+        if w.strategy in ("zero3", "fsdp"):
+            per_block = weights / arch.layers if arch.layers else 0
+            breakdown["weights"] = weights / shard + 2 * per_block  # own shard + gathered block and its prefetch
+        notes.append(f"{w.strategy} over {w.gpus} GPUs: per-GPU figure")
+    elif w.gpus > 1:
+        breakdown["gradients"] = grads * 2  # DDP keeps gradient buckets beside the .grad tensors
+        notes.append(f"DDP over {w.gpus} GPUs: full replica per GPU plus gradient buckets; per-GPU figure")
+    b = breakdown
+    if fp.full:
+        during = max(b["activations"] + b["logits_loss"], b["gradients"] + b["optimizer_step_temp"])
+    else:
+        during = b["activations"] + b["logits_loss"] + b["gradients"] + b["optimizer_step_temp"]
+    peak = b["weights"] + b["adapters"] + b["optimizer_states"] + during + b["transient"]
+    ctx = CUDA_CONTEXT_GIB * GIB if w.device == "cuda" else 0.0
+    return Estimate(fp.trainable, total_params, peak, ctx, breakdown, notes)
+
+
+# ---- glue for suites and records ------------------------------------------------------------------------------
+
+SUITE_PRECISION = {"fp32": "fp32", "bf16": "bf16", "bf16-mixed": "mixed", "fp16-mixed": "mixed"}
+
+
+def workload_for_suite(suite: dict[str, Any], device: str | None = None) -> Workload:
+    t = suite["training"]
+    dev = device or ("cuda" if t.get("device") == "cuda" else "cpu" if t.get("device") == "cpu" else "cuda")
+    return Workload(batch=t["batch_size"], seq_len=t["max_length"], precision=SUITE_PRECISION[t["precision"]],
+                    grad_ckpt=bool(t.get("gradient_checkpointing")), optimizer="adamw", device=dev)
+
+
+def estimate_run(suite: dict[str, Any], method: str, settings: dict[str, Any], config: dict[str, Any] | None = None,
+                 device: str | None = None) -> Estimate:
+    """The estimate for one run of a resolved suite (as dumped to JSON). `config` defaults to resolving
+    suite.model; `device` (cuda/cpu) defaults to the suite's training.device, auto counting as cuda."""
+    from . import catalog
+    from . import methods as registry
+
+    model = suite["model"]
+    if config is None:
+        config = catalog.resolve(model["name"], model.get("config_overrides"), model.get("revision")).config
+    arch = arch_from_config(config, model["task"], model.get("num_labels", 2))
+    m = registry.get(method)
+    fp = m.footprint(arch, m.Settings.model_validate(settings))
+    return estimate(arch, fp, workload_for_suite(suite, device))

@@ -1,0 +1,65 @@
+"""Exact parameter counts without weights: build the architecture on the meta device, apply the method with peft.
+
+Torch side (imports torch, transformers, peft), used by `peftbench plan` and the tests. A meta-device model holds
+shapes and no storage, so Llama-2-70B builds in about a second in little memory. The method's own `prepare` is
+applied (with `counting_settings`, e.g. prompt tuning's text init needs a tokenizer and real embeddings), and the
+counts come from peft's counter as in measure.count_parameters. A QLoRA model is counted unquantized: peft's
+counter reports 4-bit weights at their element count, so the totals are the same (tests/test_integration.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any
+
+from .estimate import Arch
+
+
+def _quiet() -> None:
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="bitsandbytes")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def meta_model(config: dict[str, Any], task: str, num_labels: int = 2):
+    """The architecture of `config` on the meta device, with the head `task` needs."""
+    _quiet()
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    fields = {k: v for k, v in config.items() if not k.startswith("_")}
+    cfg = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    with torch.device("meta"):
+        if task == "classification":
+            cfg.num_labels = num_labels
+            return AutoModelForSequenceClassification.from_config(cfg)
+        return AutoModelForCausalLM.from_config(cfg)
+
+
+def exact_counts(config: dict[str, Any], task: str, method: str, settings: dict[str, Any],
+                 num_labels: int = 2) -> tuple[int, int]:
+    """(trainable, total) parameters of `method` with `settings` applied to the model of `config`."""
+    import torch
+
+    from . import methods as registry
+    from .measure import count_parameters
+    from .worker import PEFT_TASK, WorkerContext
+
+    m = registry.get(method)
+    resolved = m.counting_settings(m.Settings.model_validate(settings))
+    model = meta_model(config, task, num_labels)
+    ctx = WorkerContext(task=task, peft_task_type=PEFT_TASK[task], device=torch.device("meta"), precision="fp32",
+                        load_dtype=torch.float32, compute_dtype=torch.float32, gradient_checkpointing=False,
+                        tokenizer_path="")
+    return count_parameters(m.prepare(model, resolved, ctx))
+
+
+def arch_counts(arch: Arch, method: str, settings: dict[str, Any]) -> tuple[int, int]:
+    """(trainable, total) from the analytic footprint, for comparison with exact_counts."""
+    from . import methods as registry
+
+    m = registry.get(method)
+    fp = m.footprint(arch, m.Settings.model_validate(settings))
+    return fp.trainable, arch.total_params + fp.added
