@@ -121,6 +121,99 @@ def report(results: Path, csv_path: Path | None, json_path: Path | None) -> None
         out.print(f"wrote {json_path} ({len(records)} records)", highlight=False)
 
 
+PRECISION_CHOICES = ("fp32", "fp16", "bf16", "mixed")
+
+
+@main.command("models")
+def list_models() -> None:
+    """List the model catalog: architectures that `estimate`, `plan` and `recommend` know without a download."""
+    from rich.table import Table
+
+    from . import catalog
+
+    table = Table(title="model catalog", title_justify="left", header_style="bold")
+    for col in ("name", "hub id", "params", "layers", "hidden", "heads (kv)", "vocab"):
+        table.add_column(col, justify="left" if col in ("name", "hub id") else "right")
+    for name, cfg in catalog.entries().items():
+        heads = cfg["num_attention_heads"]
+        table.add_row(name, cfg["_peftbench"]["hub_id"], f"{cfg['_peftbench']['params'] / 1e9:.2f}B",
+                      str(cfg["num_hidden_layers"]), str(cfg["hidden_size"]),
+                      f"{heads} ({cfg.get('num_key_value_heads') or heads})", f"{cfg['vocab_size']:,}")
+    out.print(table)
+    out.print("Also accepted: a local config.json (or a directory holding one), or a hub id (owner/name) whose "
+              "config is in the local hub cache or can be fetched.", style="dim")
+
+
+@main.command()
+@click.option("--model", required=True, help="Catalog name (see `peftbench models`), local config.json (or its directory), or hub id.")
+@click.option("--method", required=True, help="A registered method (see `peftbench methods`).")
+@click.option("--rank", type=click.IntRange(min=1), default=None, help="LoRA/QLoRA rank [method default: 8].")
+@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=None, help="LoRA alpha [2 x rank].")
+@click.option("--targets", default=None, help="Comma-separated module names, or all-linear [peft's default for the model].")
+@click.option("--virtual-tokens", type=click.IntRange(min=1), default=None, help="Prefix/prompt length [20].")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Micro-batch size per GPU.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=512, show_default=True, help="Tokens per sequence (padded length).")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="bf16", show_default=True,
+              help="fp32; fp16/bf16: weights and activations in 16 bits; mixed: fp32 weights with 16-bit autocast.")
+@click.option("--grad-ckpt/--no-grad-ckpt", default=False, show_default=True, help="Gradient checkpointing per block.")
+@click.option("--optimizer", type=click.Choice(["adamw", "adamw8bit", "paged_adamw8bit", "sgd"]), default="adamw", show_default=True)
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="GPUs (per-GPU figure).")
+@click.option("--strategy", type=click.Choice(["ddp", "zero2", "zero3", "fsdp"]), default="ddp", show_default=True,
+              help="How full fine-tuning spreads over --gpus (PEFT methods replicate: DDP).")
+@click.option("--task", type=click.Choice(["causal_lm", "classification"]), default="causal_lm", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def estimate(model, method, rank, alpha, targets, virtual_tokens, batch, seq_len, precision, grad_ckpt, optimizer,
+             gpus, strategy, task, as_json) -> None:
+    """Predict the peak GPU memory of fine-tuning MODEL with METHOD, offline, from the analytic memory model."""
+    import json
+
+    from .estimate import Workload
+    from .plan import estimate_model, settings_from_options
+
+    entry = settings_from_options(method, dict(rank=rank, alpha=alpha, targets=targets, virtual_tokens=virtual_tokens))
+    if gpus == 1 and strategy != "ddp":
+        raise PeftbenchError(f"--strategy {strategy} needs --gpus 2 or more")
+    workload = Workload(batch=batch, seq_len=seq_len, precision=precision, grad_ckpt=grad_ckpt, optimizer=optimizer,
+                        gpus=gpus, strategy=strategy, device="cuda")
+    est = estimate_model(model, task, method, entry, workload)
+    if as_json:
+        click.echo(json.dumps({"model": model, "method": method, "settings": entry, "workload": workload.__dict__,
+                               **est.to_json()}))
+        return
+    from .report import print_estimate
+
+    title = (f"{model} {method} {', '.join(f'{k}={v}' for k, v in entry.items() if k != 'method')} "
+             f"batch {batch} x {seq_len} {precision}{' grad-ckpt' if grad_ckpt else ''} {optimizer}"
+             f"{f' {gpus} GPUs {strategy}' if gpus > 1 else ''}")
+    print_estimate(est, " ".join(title.split()), out)
+
+
+@main.command()
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--gpu-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="GPU memory in GiB (a '24 GB' card holds 24 GiB): say for each run whether it fits.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def plan(suite_file: Path, gpu_gb: float | None, as_json: bool) -> None:
+    """Every run of SUITE_FILE: exact parameter counts (meta device, no download) and predicted peak memory."""
+    import json
+
+    from .plan import plan_suite
+    from .report import plan_table
+    from .suite import load_suite
+
+    loaded = load_suite(suite_file)
+    rows = plan_suite(loaded, gpu_gb)
+    if as_json:
+        click.echo(json.dumps({"suite": loaded.suite.name, "gpu_gb": gpu_gb, "runs": [r.to_json() for r in rows]}))
+        return
+    t = loaded.suite.training
+    title = (f"{loaded.suite.name}: {loaded.suite.model.name}, batch {t.batch_size} x {t.max_length} {t.precision}"
+             f"{' grad-ckpt' if t.gradient_checkpointing else ''}{f', budget {gpu_gb:g} GiB' if gpu_gb else ''}")
+    out.print(plan_table(rows, gpu_gb, title))
+    out.print("trainable/total: peft's counters on the model built on the meta device. peak: the analytic memory "
+              "model (PyTorch allocator); + CUDA ctx adds the CUDA context, outside the allocator.", style="dim")
+
+
 class _progress:
     """Rich live progress on a terminal; one plain line per event otherwise (CI logs, pipes)."""
 

@@ -225,6 +225,20 @@ class Workload:
     device: Literal["cuda", "cpu"] = "cuda"
 
 
+# What each breakdown entry holds, for the tables and the README.
+COMPONENTS = {
+    "weights": "model weights (QLoRA: NF4 block linears + the rest in fp32)",
+    "adapters": "weights the method adds (fp32)",
+    "gradients": "gradients of the trainable parameters",
+    "optimizer_states": "optimizer state (AdamW: two moments per trainable parameter)",
+    "optimizer_step_temp": "temporaries of the optimizer step",
+    "activations": "tensors saved for backward",
+    "logits_loss": "logits, log-softmax and their gradients (causal LM loss)",
+    "transient": "short-lived buffers (4-bit dequantisation)",
+}
+PEAK_FORMULA = "weights + adapters + optimizer_states + max(activations + logits_loss, gradients + step temp) + transient"
+
+
 @dataclass
 class Estimate:
     trainable_params: int

@@ -20,6 +20,7 @@ from .estimate import Arch
 def _quiet() -> None:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="bitsandbytes")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' deprecation notices inside peft calls
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
@@ -53,7 +54,10 @@ def exact_counts(config: dict[str, Any], task: str, method: str, settings: dict[
     ctx = WorkerContext(task=task, peft_task_type=PEFT_TASK[task], device=torch.device("meta"), precision="fp32",
                         load_dtype=torch.float32, compute_dtype=torch.float32, gradient_checkpointing=False,
                         tokenizer_path="")
-    return count_parameters(m.prepare(model, resolved, ctx))
+    # The method's new modules (LoRA matrices, prompt embeddings) must land on the meta device too: otherwise peft
+    # allocates and initialises them for real (about 3 s and 160 MB for LoRA r16 on every linear of a 7B model).
+    with torch.device("meta"):
+        return count_parameters(m.prepare(model, resolved, ctx))
 
 
 def arch_counts(arch: Arch, method: str, settings: dict[str, Any]) -> tuple[int, int]:

@@ -28,6 +28,14 @@ def _gain(base: float | None, final: float | None, fmt: str) -> str:
     return f"{format(base, fmt)} → {format(final, fmt)}" if base is not None else format(final, fmt)
 
 
+def _estimate(r: RunRecord) -> str:
+    if r.est_peak_mib is None:
+        return "-"
+    if not r.peak_mem_mib:
+        return f"{r.est_peak_mib:,.1f}"
+    return f"{r.est_peak_mib:,.1f} ({100 * (r.est_peak_mib - r.peak_mem_mib) / r.peak_mem_mib:+.0f}%)"
+
+
 def records_table(records: list[RunRecord], title: str = "") -> Table:
     """One row per run; the columns are the CSV's most-read ones (README: 'What each column means')."""
     classification = any(r.eval_accuracy is not None or r.base_accuracy is not None for r in records)
@@ -37,6 +45,7 @@ def records_table(records: list[RunRecord], title: str = "") -> Table:
     table.add_column("status")
     table.add_column("trainable (%)", justify="right", no_wrap=True)
     table.add_column("peak tensor MiB", justify="right")
+    table.add_column("estimate MiB (err)", justify="right", no_wrap=True)
     table.add_column("peak RSS MiB", justify="right")
     table.add_column("train tok/s", justify="right")
     table.add_column("latency p50 ms", justify="right")
@@ -55,6 +64,7 @@ def records_table(records: list[RunRecord], title: str = "") -> Table:
             f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
             _params(r),
             _num(r.peak_mem_mib, ",.1f"),
+            _estimate(r),
             _num(r.peak_rss_mib, ",.0f"),
             _num(r.train_tokens_per_s, ",.0f"),
             _num(r.latency_ms_p50, ".2f"),
@@ -81,3 +91,37 @@ def print_records(records: list[RunRecord], console: Console | None = None, titl
         kinds = sorted({r.peak_mem_kind for r in records if r.peak_mem_kind})
         if kinds:
             console.print(f"peak tensor memory: {'; '.join(kinds)}. peak RSS: whole worker process.", style="dim")
+
+
+def print_estimate(est, title: str, console: Console) -> None:
+    """The memory model's breakdown of one estimate (component, GiB, what it holds) and its peak."""
+    from .estimate import COMPONENTS, GIB, PEAK_FORMULA
+
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("component")
+    table.add_column("GiB", justify="right")
+    table.add_column("what it holds")
+    for name, value in est.breakdown.items():
+        table.add_row(name, f"{value / GIB:,.2f}", COMPONENTS[name])
+    console.print(table)
+    console.print(f"trainable parameters: {est.trainable_params:,} of {est.total_params:,} "
+                  f"({100 * est.trainable_params / est.total_params:.3f}%)", highlight=False)
+    console.print(f"[bold]peak (PyTorch allocator): {est.peak_gib:,.2f} GiB[/] = {PEAK_FORMULA}", highlight=False)
+    if est.cuda_context_bytes:
+        ctx = est.cuda_context_bytes / GIB
+        console.print(f"CUDA context ~{ctx:.2f} GiB (outside the allocator): the GPU needs about "
+                      f"{est.peak_gib + ctx:,.2f} GiB", highlight=False)
+    for note in est.notes:
+        console.print(f"note: {note}", style="dim", highlight=False)
+
+
+def plan_table(rows, gpu_gb: float | None, title: str) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for col, right in (("run", False), ("trainable", True), ("total", True), ("peak GiB", True),
+                       ("need GiB (+ CUDA ctx)", True), ("fits", False)):
+        table.add_column(col, justify="right" if right else "left", no_wrap=True)
+    for r in rows:
+        fits = "-" if r.fits is None else ("[green]yes[/]" if r.fits else "[red]no[/]")
+        table.add_row(r.run, f"{r.trainable_params:,}", f"{r.total_params:,}", f"{r.peak_gib:,.2f}",
+                      f"{r.need_gib:,.2f}", fits)
+    return table

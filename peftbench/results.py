@@ -35,6 +35,7 @@ class RunRecord:
     # memory over model load + training
     peak_mem_mib: float | None = None
     peak_mem_kind: str = ""
+    est_peak_mib: float | None = None  # the analytic memory model's prediction of peak_mem_mib (estimate.py)
     peak_reserved_mib: float | None = None
     peak_rss_mib: float | None = None
     # training

@@ -249,6 +249,19 @@ def load_prepared(suite: Suite, method, settings, ctx: WorkerContext, path: str,
     return method.prepare(model, settings, ctx)
 
 
+def predicted_peak_mib(spec: dict[str, Any], ctx: WorkerContext) -> float | None:
+    """The memory model's prediction for this run, or None for an architecture it does not cover."""
+    from .errors import PeftbenchError
+    from .estimate import estimate_run
+
+    plan = spec["run"]
+    try:
+        return estimate_run(spec["suite"], plan["method"], plan["settings"], device=ctx.device.type).peak_mib
+    except PeftbenchError as err:
+        print(f"no memory estimate: {err}", file=sys.stderr)
+        return None
+
+
 def planned_steps(suite: Suite, n_train: int) -> int:
     t = suite.training
     return t.steps if t.steps is not None else max(1, math.ceil(t.epochs * n_train / t.batch_size))
@@ -278,6 +291,7 @@ def run(spec: dict[str, Any], record: RunRecord) -> RunRecord:
     tokenizer = models.load_tokenizer(suite.model, path)
     ctx = make_context(suite, path)
     record.device = device_name(ctx.device)
+    record.est_peak_mib = predicted_peak_mib(spec, ctx)
     max_len = suite.training.max_length
     if ctx.task == "classification":
         train_enc = data_mod.encode_classification(train_rows, tokenizer, max_len)

@@ -13,7 +13,7 @@ from .conftest import TINY_CAUSAL, TINY_CLASSIFICATION
 torch = pytest.importorskip("torch")
 
 ALL = sorted(methods.load_all())
-COMMON = ["trainable_params", "total_params", "trainable_pct", "peak_mem_mib", "peak_rss_mib", "train_s",
+COMMON = ["trainable_params", "total_params", "trainable_pct", "peak_mem_mib", "est_peak_mib", "peak_rss_mib", "train_s",
           "train_tokens_per_s", "train_loss_first", "train_loss_last", "latency_ms_p50", "latency_ms_p90",
           "adapter_size_mb", "eval_loss", "base_loss", "wall_s"]
 BY_TASK = {

@@ -1,0 +1,88 @@
+"""Planning before anything runs: method settings from command-line options, and every run of a suite with its
+exact parameter counts and predicted peak against a GPU budget. No torch import at module level (exact counts
+import it on demand: `peftbench plan` builds meta-device models, `peftbench estimate` uses the analytic counts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import catalog
+from . import methods as registry
+from .errors import PeftbenchError
+from .estimate import GIB, Estimate, arch_from_config, estimate, estimate_run, workload_for_suite
+
+# command-line option -> (method settings field, how to turn the option's value into the field's value)
+OPTION_FIELDS = {
+    "rank": ("ranks", lambda v: [v]),
+    "alpha": ("alpha", lambda v: v),
+    "targets": ("target_modules", lambda v: v if v == "all-linear" else [t.strip() for t in v.split(",") if t.strip()]),
+    "virtual_tokens": ("num_virtual_tokens", lambda v: v),
+}
+
+
+def settings_from_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A method entry from `--rank/--alpha/--targets/--virtual-tokens`; an option the method lacks is an error."""
+    m = registry.get(method)
+    entry: dict[str, Any] = {"method": method}
+    for opt, value in options.items():
+        if value is None:
+            continue
+        field, convert = OPTION_FIELDS[opt]
+        if field not in m.Settings.model_fields:
+            raise PeftbenchError(f"--{opt.replace('_', '-')} does not apply to method {method}")
+        entry[field] = convert(value)
+    try:
+        m.Settings.model_validate(entry)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise PeftbenchError(f"{method}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return entry
+
+
+def estimate_model(model: str, task: str, method: str, entry: dict[str, Any], workload, num_labels: int = 2) -> Estimate:
+    spec = catalog.resolve(model)
+    arch = arch_from_config(spec.config, task, num_labels)
+    m = registry.get(method)
+    return estimate(arch, m.footprint(arch, m.Settings.model_validate(entry)), workload)
+
+
+@dataclass
+class PlanRow:
+    run: str
+    method: str
+    trainable_params: int
+    total_params: int
+    counted: str  # "meta-device peft" or "analytic"
+    peak_gib: float
+    cuda_context_gib: float
+    need_gib: float  # peak + CUDA context
+    fits: bool | None  # None without a budget
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_suite(loaded, gpu_gb: float | None, exact: bool = True) -> list[PlanRow]:
+    """Every run of the suite: exact (meta-device) counts, predicted peak and whether it fits in `gpu_gb` GiB."""
+    suite = loaded.resolved()
+    model = suite["model"]
+    spec = catalog.resolve(model["name"], model.get("config_overrides"), model.get("revision"))
+    device = "cpu" if suite["training"]["device"] == "cpu" else "cuda"
+    workload_for_suite(suite, device)  # validates the precision mapping before any model is built
+    rows = []
+    for run in loaded.runs:
+        est = estimate_run(suite, run.method, run.settings, config=spec.config, device=device)
+        trainable, total, how = est.trainable_params, est.total_params, "analytic"
+        if exact:
+            from .exact import exact_counts
+
+            trainable, total = exact_counts(spec.config, model["task"], run.method, run.settings, model.get("num_labels", 2))
+            how = "meta-device peft"
+        need = est.peak_gib + est.cuda_context_bytes / GIB
+        rows.append(PlanRow(run.name, run.method, trainable, total, how, est.peak_gib, est.cuda_context_bytes / GIB,
+                            need, None if gpu_gb is None else need <= gpu_gb))
+    return rows
