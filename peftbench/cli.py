@@ -26,6 +26,10 @@ class Group(click.Group):
         except PeftbenchError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
+        except click.UsageError as e:  # a bad option of a command: one line too, instead of Click's usage block
+            command = f"{e.ctx.command_path} --help" if e.ctx else "peftbench --help"
+            click.echo(f"error: {e.format_message()} (see '{command}')", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -212,6 +216,49 @@ def plan(suite_file: Path, gpu_gb: float | None, as_json: bool) -> None:
     out.print(plan_table(rows, gpu_gb, title))
     out.print("trainable/total: peft's counters on the model built on the meta device. peak: the analytic memory "
               "model (PyTorch allocator); + CUDA ctx adds the CUDA context, outside the allocator.", style="dim")
+
+
+@main.command()
+@click.option("--gpu-gb", required=True, type=click.FloatRange(min=0, min_open=True),
+              help="GPU memory as the vendor states it (a '24 GB' card holds 24 GiB), per GPU.")
+@click.option("--examples", required=True, type=click.IntRange(min=1), help="Training examples you have.")
+@click.option("--model", default=None,
+              help="Catalog name (see `peftbench models`), local config.json, or hub id. Without it: a table of "
+                   "common model sizes.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=None,
+              help="Tokens per training sequence [512, a typical instruction-tuning sample].")
+@click.option("--task", type=click.Choice(["generation", "classification"]), default="generation", show_default=True)
+@click.option("--priority", type=click.Choice(["quality", "memory", "speed", "latency", "adapter-size"]),
+              default="quality", show_default=True, help="What to favour among the methods that fit.")
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
+              help="GPUs of --gpu-gb each (full fine-tuning shards over them with FSDP; adapters replicate).")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A peftbench results directory: its measured scores rank the methods (needs --model).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def recommend(gpu_gb, examples, model, seq_len, task, priority, gpus, results_dir, as_json) -> None:
+    """A fine-tuning method and its settings for a GPU budget and a data size, with the reasons."""
+    import json
+
+    from . import recommend as rec
+    from .report import print_recommendation, recommendation_table
+
+    if results_dir is not None and model is None:
+        raise PeftbenchError("--results needs --model: measured scores belong to one model")
+    req = rec.Request(gpu_gb=gpu_gb, examples=examples, model=model, seq_len=seq_len or rec.DEFAULT_SEQ_LEN,
+                      task=rec.TASKS[task], priority=priority, gpus=gpus, results=results_dir)
+    if model is None:
+        rows = rec.recommend_table(req)
+        if as_json:
+            click.echo(json.dumps({"models": [{"size": size, **r.to_json()} for size, r in rows]}))
+        else:
+            out.print(recommendation_table(rows, req))
+        return
+    measured = rec.load_measured(results_dir, req.task) if results_dir is not None else None
+    result = rec.recommend(req, measured)
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    else:
+        print_recommendation(result, out)
 
 
 class _progress:

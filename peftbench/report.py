@@ -125,3 +125,58 @@ def plan_table(rows, gpu_gb: float | None, title: str) -> Table:
         table.add_row(r.run, f"{r.trainable_params:,}", f"{r.total_params:,}", f"{r.peak_gib:,.2f}",
                       f"{r.need_gib:,.2f}", fits)
     return table
+
+
+def print_recommendation(rec, console: Console) -> None:
+    """The answer, its configuration, its reasons, then every alternative with the reason it lost."""
+    b = rec.budget
+    head = (f"{rec.model} ({rec.params / 1e9:.2f}B), {rec.request.examples:,} examples, {rec.request.task}, "
+            f"seq {rec.request.seq_len}, budget {b.gpu_gib:g} GiB x {rec.request.gpus} GPU"
+            f"{'s' if rec.request.gpus > 1 else ''} (usable {b.usable_gib:,.1f} GiB after the CUDA context "
+            f"{b.cuda_context_gib:g} GiB and a {b.margin_gib:,.1f} GiB margin), priority {rec.request.priority}")
+    console.print(head, highlight=False)
+    if rec.chosen is None:
+        console.print("[bold red]no method fits[/]")
+    else:
+        c = rec.chosen
+        console.print(f"[bold green]recommended: {c.cand.label}[/] (method {c.cand.method}), predicted peak "
+                      f"{c.peak_gib:,.2f} GiB", highlight=False)
+        console.print("config: " + ", ".join(f"{k}={v}" for k, v in c.config().items()), highlight=False)
+    console.print("[bold]why[/]")
+    for line in rec.reasons():
+        console.print(f"  - {line}", highlight=False)
+    table = Table(title="alternatives", title_justify="left", header_style="bold")
+    for col, right in (("candidate", False), ("peak GiB", True), ("fits", False), ("score", True), ("reason", False)):
+        table.add_column(col, justify="right" if right else "left", no_wrap=col != "reason")
+    for o in rec.options:
+        if o is rec.chosen:
+            continue
+        table.add_row(o.cand.label, f"{o.peak_gib:,.1f}", "[green]yes[/]" if o.fits else "[red]no[/]",
+                      f"{o.score:+.2f}", rec.reason(o).split(": ", 1)[1])
+    console.print(table)
+    console.print("rules that fired: " + ", ".join(r.name for r in rec.rules_fired) +
+                  ". Each rule's source: `peftbench recommend ... --json` (rules_fired) or the README.",
+                  style="dim", highlight=False)
+    for note in rec.notes:
+        console.print(f"note: {note}", style="dim", highlight=False)
+
+
+def recommendation_table(rows, req) -> Table:
+    """One row per common model size: the recommendation for the same budget and data size."""
+    table = Table(title=f"recommendations for {req.gpu_gb:g} GiB x {req.gpus} GPU, {req.examples:,} examples, "
+                        f"{req.task}, seq {req.seq_len}, priority {req.priority}",
+                  title_justify="left", header_style="bold")
+    for col in ("size", "model", "method", "settings", "peak GiB", "runner-up"):
+        table.add_column(col, justify="right" if col == "peak GiB" else "left")
+    for size, rec in rows:
+        if rec.chosen is None:
+            table.add_row(size, rec.model, "[red]none fits[/]", f"needs ~{rec.smallest_budget_gib:,.0f} GiB", "-", "-")
+            continue
+        c = rec.chosen
+        cfg = c.config()
+        settings = f"batch {cfg['batch_size']}x{cfg['gradient_accumulation']}" + \
+            (", grad-ckpt" if cfg["gradient_checkpointing"] else "") + \
+            (f", {cfg['optimizer']}" if cfg["optimizer"] != "adamw" else "") + f", lr {cfg['learning_rate']:g}"
+        runner_up = next((o.cand.label for o in rec.options if o.fits and o is not c), "-")
+        table.add_row(size, rec.model, c.cand.label, settings, f"{c.peak_gib:,.1f}", runner_up)
+    return table

