@@ -196,7 +196,7 @@ class Saved:
     """Extra activation memory a method keeps per token per block: `elements` of a given storage kind."""
 
     elements: int
-    kind: Literal["act", "fp32", "mask"]  # activation dtype, fp32 (peft keeps adapters in fp32), 1-byte mask
+    kind: Literal["act", "fp32", "mask"]  # activation dtype, fp32 (peft keeps adapters in fp32), dropout mask
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,7 @@ class Workload:
     gpus: int = 1
     strategy: Strategy = "ddp"
     device: Literal["cuda", "cpu"] = "cuda"
+    packed: bool = False  # sequences packed without padding: no attention mask (see `estimate`)
 
 
 # What each breakdown entry holds, for the tables and the README.
@@ -282,19 +283,23 @@ def _bytes(precision: str) -> tuple[int, int]:
     return weight, act
 
 
-def layer_activation_bytes(arch: Arch, fp: Footprint, ab: int, s_kv: int) -> float:
-    """Bytes saved for backward per token per block (no checkpointing): base ops, full-FT extras, method extras."""
+def layer_activation_bytes(arch: Arch, fp: Footprint, ab: int, s_kv: int, kv_width: int, mask_b: int) -> float:
+    """Bytes saved for backward per token per block (no checkpointing): base ops, full-FT extras, method extras.
+
+    kv_width: the width of the keys and values the attention kernel saves (the query width when transformers
+    expands grouped KV heads with repeat_kv, see `estimate`). mask_b: bytes per element of a dropout mask.
+    """
     h, i, a = arch.hidden, arch.intermediate, arch.heads
     norm_in = 4 * h if arch.norm == "rms" else ab * h  # HF RMSNorm up-casts its input to fp32 and saves it
     total = arch.norms_per_layer * norm_in
-    total += ab * (2 * arch.q_dim + 2 * arch.kv_dim) + 4 * a  # attention kernel: q, k, v, output, logsumexp
+    total += ab * (2 * arch.q_dim + 2 * kv_width) + 4 * a  # attention kernel: q, k, v, output, logsumexp
     total += ab * i * (3 if arch.mlp == "gated" else arch.act_saved)  # SwiGLU: act input, act output, up output
-    if arch.dropout:  # dropout masks (1 byte) and dropped outputs after attention and MLP, attention probabilities
-        total += 2 * (1 + ab) * h + a * s_kv * (2 * ab + 1)
+    if arch.dropout:  # dropout masks and dropped outputs after attention and MLP, attention probabilities
+        total += 2 * (mask_b + ab) * h + a * s_kv * (2 * ab + mask_b)
     if fp.full:  # inputs of every trainable linear (q/k/v share one) and the normalised input of each norm weight
         total += ab * (h + arch.q_dim + (h if arch.mlp == "gated" else 0) + i) + arch.norms_per_layer * ab * h
     for extra in fp.saved:
-        total += extra.elements * {"act": ab, "fp32": 4, "mask": 1}[extra.kind]
+        total += extra.elements * {"act": ab, "fp32": 4, "mask": mask_b}[extra.kind]
     return total
 
 
@@ -330,7 +335,14 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
         step_tmp = 2 * fp.largest_trainable * pb
     # Activations: every block's saved tensors, or with checkpointing each block's input plus one block recomputed.
     s_kv = seq + fp.kv_prefix
-    per_layer = layer_activation_bytes(arch, fp, ab, s_kv)
+    # transformers' SDPA path runs grouped KV heads natively only without an attention mask; padded batches carry
+    # one, so K and V are expanded to every query head (repeat_kv) and saved at the query width
+    # (transformers/integrations/sdpa_attention.py, use_gqa_in_sdpa). Packed batches pass no mask.
+    kv_width = arch.kv_dim if w.packed else arch.q_dim
+    # Dropout keeps a 1-byte mask on CUDA (fused native_dropout); on CPU it saves its scaled noise tensor, in the
+    # activation dtype (aten dropout's non-fused path). Measured: benchmarks/calibrate.py.
+    mask_b = 1 if w.device == "cuda" else ab
+    per_layer = layer_activation_bytes(arch, fp, ab, s_kv, kv_width, mask_b)
     layer_input = ab * arch.hidden if w.precision != "mixed" else 4 * arch.hidden
     if w.grad_ckpt:
         activations = tokens * (arch.layers * layer_input + per_layer)

@@ -51,16 +51,23 @@ def test_lora_on_the_toy_by_hand(toy):
     assert b["optimizer_states"] == 8 * 112  # 896: two fp32 AdamW moments
     # CPU single-tensor AdamW: two temporaries of the largest trainable tensor, r*max(d_in, d_out) = 2*8 = 16
     assert b["optimizer_step_temp"] == 2 * 16 * 4  # 128
-    # per token per block: 2 RMSNorm inputs saved in fp32 (2*4*8 = 64); attention q,k,v,out (4*(8+4+4+8) = 96)
-    # + logsumexp (4 per head = 8); SwiGLU act input, act output, up output (3*4*16 = 192); LoRA per wrapped
-    # linear: fp32 dropout output (4*8), 1-byte mask (8), fp32 lora_A output (4*2) = 48, twice = 96 -> 456.
-    # Tokens 4, blocks 2: 4*2*456 = 3,648, plus the final norm's fp32 input 4*4*8 = 128 -> 3,776.
-    assert b["activations"] == 3776
+    # per token per block: 2 RMSNorm inputs saved in fp32 (2*4*8 = 64); attention q, k, v, out with K and V
+    # expanded to the 2 query heads by repeat_kv (4*(8+8+8+8) = 128) + logsumexp (4 per head = 8); SwiGLU act
+    # input, act output, up output (3*4*16 = 192); LoRA per wrapped linear: fp32 dropout output (4*8), the CPU
+    # dropout's fp32 noise (4*8), fp32 lora_A output (4*2) = 72, twice = 144 -> 536.
+    # Tokens 4, blocks 2: 4*2*536 = 4,288, plus the final norm's fp32 input 4*4*8 = 128 -> 4,416.
+    assert b["activations"] == 4416
     assert b["logits_loss"] == 4 * 10 * 12  # tokens x vocab x 12 bytes (fp32 logits, log-softmax, its gradient)
     assert b["transient"] == 0
     # PEFT: activations, logits and the small gradients coexist at the start of backward.
-    assert est.peak_bytes == 5408 + 448 + 896 + (3776 + 480 + 448 + 128)
+    assert est.peak_bytes == 5408 + 448 + 896 + (4416 + 480 + 448 + 128)
     assert est.cuda_context_bytes == 0  # a CPU workload has no CUDA context
+    # On CUDA the dropout mask is 1 byte (fused kernel); packed batches (no attention mask) keep K, V at the KV
+    # width: 2 modules x 3 bytes x 8 less, and 2 x 4 x (8 - 4) less, per token per block.
+    cuda = estimate(toy, fp, Workload(batch=1, seq_len=4, precision="fp32", device="cuda"))
+    assert cuda.breakdown["activations"] == 4416 - 4 * 2 * (2 * 3 * 8)
+    packed = estimate(toy, fp, Workload(batch=1, seq_len=4, precision="fp32", device="cpu", packed=True))
+    assert packed.breakdown["activations"] == 4416 - 4 * 2 * (2 * 4 * 4)
 
 
 def test_full_fine_tuning_on_the_toy_by_hand(toy):
@@ -73,7 +80,7 @@ def test_full_fine_tuning_on_the_toy_by_hand(toy):
     assert b["optimizer_step_temp"] == 2 * 128 * 4
     # full FT also saves the input of every trainable linear: q/k/v share one (8), o (8), gate/up share one (8),
     # down (16), and each norm weight's normalised input (2 x 8): 56 elements x 4 bytes = 224 more per token
-    assert b["activations"] == 4 * 2 * (64 + 104 + 192 + 224) + 128
+    assert b["activations"] == 4 * 2 * (64 + 136 + 192 + 224) + 128
     # Gradients fill up while activations drain: the peak takes the larger side, not the sum.
     during = max(b["activations"] + b["logits_loss"], b["gradients"] + b["optimizer_step_temp"])
     assert est.peak_bytes == b["weights"] + b["optimizer_states"] + during
