@@ -164,10 +164,20 @@ def list_models() -> None:
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="GPUs (per-GPU figure).")
 @click.option("--strategy", type=click.Choice(["ddp", "zero2", "zero3", "fsdp"]), default="ddp", show_default=True,
               help="How full fine-tuning spreads over --gpus (PEFT methods replicate: DDP).")
+@click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Micro-batches per optimizer step (full fine-tuning then keeps its gradients through the next).")
+@click.option("--packed/--padded", default=False, show_default=True,
+              help="Packed batches pass no attention mask, so grouped KV heads are not expanded.")
+@click.option("--attention", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True,
+              help="eager saves the attention probabilities (quadratic in --seq-len).")
+@click.option("--adapter-dtype", type=click.Choice(["fp32", "model"]), default="fp32", show_default=True,
+              help="peft's autocast_adapter_dtype: adapters in fp32 (default) or in the model's dtype.")
+@click.option("--loss", type=click.Choice(["hf", "chunked"]), default="hf", show_default=True,
+              help="transformers' cross-entropy (fp32 log-softmax), or a chunked 16-bit one (litgpt, torchtune).")
 @click.option("--task", type=click.Choice(["causal_lm", "classification"]), default="causal_lm", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def estimate(model, method, rank, alpha, targets, virtual_tokens, batch, seq_len, precision, grad_ckpt, optimizer,
-             gpus, strategy, task, as_json) -> None:
+             gpus, strategy, grad_accum, packed, attention, adapter_dtype, loss, task, as_json) -> None:
     """Predict the peak GPU memory of fine-tuning MODEL with METHOD, offline, from the analytic memory model."""
     import json
 
@@ -178,7 +188,8 @@ def estimate(model, method, rank, alpha, targets, virtual_tokens, batch, seq_len
     if gpus == 1 and strategy != "ddp":
         raise PeftbenchError(f"--strategy {strategy} needs --gpus 2 or more")
     workload = Workload(batch=batch, seq_len=seq_len, precision=precision, grad_ckpt=grad_ckpt, optimizer=optimizer,
-                        gpus=gpus, strategy=strategy, device="cuda")
+                        gpus=gpus, strategy=strategy, device="cuda", packed=packed, grad_accum=grad_accum,
+                        attention=attention, adapter_dtype=adapter_dtype, loss=loss)
     est = estimate_model(model, task, method, entry, workload)
     if as_json:
         click.echo(json.dumps({"model": model, "method": method, "settings": entry, "workload": workload.__dict__,

@@ -224,6 +224,12 @@ class Workload:
     strategy: Strategy = "ddp"
     device: Literal["cuda", "cpu"] = "cuda"
     packed: bool = False  # sequences packed without padding: no attention mask (see `estimate`)
+    grad_accum: int = 1  # micro-batches per optimizer step: from the second, the summed gradients stay allocated
+    attention: Literal["sdpa", "eager"] = "sdpa"  # eager attention saves its probabilities (seq x seq per head)
+    adapter_dtype: Literal["fp32", "model"] = "fp32"  # peft's autocast_adapter_dtype=True keeps adapters in fp32
+    loss: Literal["hf", "chunked"] = "hf"  # transformers' fp32 cross-entropy, or a chunked 16-bit one
+    optimizer_impl: Literal["foreach", "fused", "forloop"] | None = None  # torch AdamW's; None: the device default
+    bnb_saves_4bit_inputs: bool = False  # bitsandbytes < 0.43.2 saved the input of every 4-bit linear (PR #1270)
 
 
 # What each breakdown entry holds, for the tables and the README.
@@ -274,6 +280,9 @@ class Estimate:
 # ForCausalLMLoss up-casts logits to fp32 and saves the fp32 log-softmax; backward adds its gradient and the
 # logits' gradient. Measured on CPU in fp32 (benchmarks/calibrate.py): see LOGIT_BYTES use below.
 LOGIT_BYTES = {"fp32": 12.0, "bf16": 14.0, "fp16": 14.0, "mixed": 14.0}
+# A chunked 16-bit cross-entropy (litgpt's chunked_cross_entropy, torchtune's chunked CE and similar): the 16-bit
+# logits and the 16-bit log-softmax of each chunk are kept for backward, never an fp32 copy of the whole.
+CHUNKED_LOGIT_BYTES = 4.0
 
 
 def _bytes(precision: str) -> tuple[int, int]:
@@ -283,7 +292,8 @@ def _bytes(precision: str) -> tuple[int, int]:
     return weight, act
 
 
-def layer_activation_bytes(arch: Arch, fp: Footprint, ab: int, s_kv: int, kv_width: int, mask_b: int) -> float:
+def layer_activation_bytes(arch: Arch, fp: Footprint, ab: int, s_kv: int, kv_width: int, mask_b: int,
+                           w: Workload) -> float:
     """Bytes saved for backward per token per block (no checkpointing): base ops, full-FT extras, method extras.
 
     kv_width: the width of the keys and values the attention kernel saves (the query width when transformers
@@ -294,12 +304,18 @@ def layer_activation_bytes(arch: Arch, fp: Footprint, ab: int, s_kv: int, kv_wid
     total = arch.norms_per_layer * norm_in
     total += ab * (2 * arch.q_dim + 2 * kv_width) + 4 * a  # attention kernel: q, k, v, output, logsumexp
     total += ab * i * (3 if arch.mlp == "gated" else arch.act_saved)  # SwiGLU: act input, act output, up output
-    if arch.dropout:  # dropout masks and dropped outputs after attention and MLP, attention probabilities
-        total += 2 * (mask_b + ab) * h + a * s_kv * (2 * ab + mask_b)
+    if arch.dropout:  # dropout masks and dropped outputs after the attention and MLP outputs
+        total += 2 * (mask_b + ab) * h
+    if w.attention == "eager":  # the softmax probabilities (fp32 under autocast, plus the 16-bit copy for P @ V)
+        probs = 4 + ab if w.precision == "mixed" else ab
+        total += a * s_kv * (probs + (mask_b + ab if arch.dropout else 0))
     if fp.full:  # inputs of every trainable linear (q/k/v share one) and the normalised input of each norm weight
         total += ab * (h + arch.q_dim + (h if arch.mlp == "gated" else 0) + i) + arch.norms_per_layer * ab * h
+    adapter_b = 4 if w.adapter_dtype == "fp32" else ab  # what peft casts an adapter's input to
     for extra in fp.saved:
-        total += extra.elements * {"act": ab, "fp32": 4, "mask": mask_b}[extra.kind]
+        total += extra.elements * {"act": ab, "fp32": adapter_b, "mask": mask_b}[extra.kind]
+    if fp.quantized and w.bnb_saves_4bit_inputs:  # old MatMul4Bit kept its input: q/k/v's, o's, gate/up's, down's
+        total += ab * (h + arch.q_dim + (h if arch.mlp == "gated" else 0) + i)
     return total
 
 
@@ -315,10 +331,12 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
         weights = arch.block_linear_params * NF4_DQ_BYTES + (arch.total_params - arch.block_linear_params) * 4
     else:
         weights = arch.total_params * wb
-    adapters = fp.added * 4  # peft keeps adapter weights in fp32 (autocast_adapter_dtype=True)
+    # peft keeps adapter weights in fp32 (autocast_adapter_dtype=True) unless told to keep the model's dtype
+    adapter_b = 4 if w.adapter_dtype == "fp32" or w.precision in ("fp32", "mixed") else 2
+    adapters = fp.added * adapter_b
     # Trainable state: gradient and optimizer bytes per trainable parameter, in the trainable parameter's dtype.
-    pb = wb if fp.full and w.precision != "mixed" else 4
-    grad_b = pb if fp.full else 4
+    pb = (wb if w.precision != "mixed" else 4) if fp.full else adapter_b
+    grad_b = pb
     opt_b = {"adamw": 2 * pb, "adamw8bit": 2.0 + 8 / 256, "paged_adamw8bit": 2.0 + 8 / 256, "sgd": pb}[w.optimizer]
     if w.optimizer == "paged_adamw8bit":
         notes.append("paged optimizer states live in CUDA unified memory, outside the allocator: not in the peak")
@@ -326,10 +344,12 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     opt_states = fp.trainable * opt_b
     grads = fp.trainable * grad_b
     # Optimizer-step temporaries: torch's foreach AdamW (the CUDA default) makes one state-sized temporary for all
-    # tensors at once; the single-tensor CPU path makes two of the largest tensor at a time.
-    if w.optimizer != "adamw":
+    # tensors at once; the single-tensor loop (the CPU default) two of the largest tensor at a time (measured on
+    # CPU: benchmarks/calibrate.py); the fused kernel none.
+    impl = w.optimizer_impl or ("foreach" if w.device == "cuda" else "forloop")
+    if w.optimizer != "adamw" or impl == "fused":
         step_tmp = 0.0
-    elif w.device == "cuda":
+    elif impl == "foreach":
         step_tmp = fp.trainable * pb
     else:
         step_tmp = 2 * fp.largest_trainable * pb
@@ -342,7 +362,7 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     # Dropout keeps a 1-byte mask on CUDA (fused native_dropout); on CPU it saves its scaled noise tensor, in the
     # activation dtype (aten dropout's non-fused path). Measured: benchmarks/calibrate.py.
     mask_b = 1 if w.device == "cuda" else ab
-    per_layer = layer_activation_bytes(arch, fp, ab, s_kv, kv_width, mask_b)
+    per_layer = layer_activation_bytes(arch, fp, ab, s_kv, kv_width, mask_b, w)
     layer_input = ab * arch.hidden if w.precision != "mixed" else 4 * arch.hidden
     if w.grad_ckpt:
         activations = tokens * (arch.layers * layer_input + per_layer)
@@ -354,7 +374,8 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     if w.precision == "mixed":  # autocast's 16-bit copies of the linear weights, saved from forward to backward
         activations += 2 * arch.block_linear_params
         notes.append("mixed precision: 16-bit copies of the linear weights held from forward to backward")
-    logits = tokens * arch.vocab * LOGIT_BYTES[w.precision] if arch.task == "causal_lm" else 0.0
+    logit_b = LOGIT_BYTES[w.precision] if w.loss == "hf" else CHUNKED_LOGIT_BYTES
+    logits = tokens * arch.vocab * logit_b if arch.task == "causal_lm" else 0.0
     # 4-bit: each linear is dequantized to the compute dtype for its matmul, one at a time.
     dequant = max(m.d_in * m.d_out for m in arch.block) * (4 if w.precision == "fp32" else 2) if fp.quantized else 0.0
 
@@ -374,7 +395,10 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
         breakdown["gradients"] = grads * 2  # DDP keeps gradient buckets beside the .grad tensors
         notes.append(f"DDP over {w.gpus} GPUs: full replica per GPU plus gradient buckets; per-GPU figure")
     b = breakdown
-    if fp.full:
+    if fp.full and w.grad_accum > 1:  # the gradients summed so far are live through every later micro-batch
+        during = b["gradients"] + max(b["activations"] + b["logits_loss"], b["optimizer_step_temp"])
+        notes.append(f"gradient accumulation over {w.grad_accum} micro-batches: gradients stay allocated")
+    elif fp.full:
         during = max(b["activations"] + b["logits_loss"], b["gradients"] + b["optimizer_step_temp"])
     else:
         during = b["activations"] + b["logits_loss"] + b["gradients"] + b["optimizer_step_temp"]

@@ -129,7 +129,7 @@ class Option:
         if "ranks" in cfg:
             cfg["rank"] = cfg.pop("ranks")[0]
             cfg["alpha"] = cfg.get("alpha") or 2 * cfg["rank"]
-        cfg.update(batch_size=w.batch, gradient_accumulation=max(1, math.ceil(EFFECTIVE_BATCH / w.batch)),
+        cfg.update(batch_size=w.batch, gradient_accumulation=w.grad_accum,
                    gradient_checkpointing=w.grad_ckpt, precision=w.precision, optimizer=w.optimizer,
                    learning_rate=self.cand.learning_rate, seq_len=w.seq_len)
         if w.gpus > 1:
@@ -287,7 +287,8 @@ def _workloads(cand: Candidate, req: Request):
         for gc in (False, True):
             for b in BATCHES:
                 yield Workload(batch=b, seq_len=req.seq_len, precision="bf16", grad_ckpt=gc, optimizer=opt,
-                               gpus=req.gpus, strategy=strategy, device="cuda")
+                               gpus=req.gpus, strategy=strategy, device="cuda",
+                               grad_accum=max(1, math.ceil(EFFECTIVE_BATCH / b)))
 
 
 def fit(cand: Candidate, arch: Arch, req: Request, budget: Budget) -> Option:
@@ -422,8 +423,8 @@ class Recommendation:
         if w.grad_ckpt:
             out.append("gradient checkpointing is on because no batch size fits without it")
         if w.batch < BATCHES[0]:
-            out.append(f"micro-batch lowered to {w.batch} to fit; gradient accumulation "
-                       f"{max(1, math.ceil(EFFECTIVE_BATCH / w.batch))} keeps {EFFECTIVE_BATCH} sequences per step")
+            out.append(f"micro-batch lowered to {w.batch} to fit; gradient accumulation {w.grad_accum} keeps "
+                       f"{EFFECTIVE_BATCH} sequences per step")
         if c.measured:
             out.append(f"measured: {c.measured}")
         return out

@@ -226,3 +226,63 @@ def test_unsupported_architecture_is_a_user_error():
         arch_from_config({"model_type": "t5", "d_model": 512})
     with pytest.raises(PeftbenchError, match="lacks a usable"):
         arch_from_config({"model_type": "llama", "hidden_size": 8})
+
+
+# ---- implementation knobs (each a real choice of the training stack) ------------------------------------------
+
+def test_gradient_accumulation_keeps_full_gradients_beside_activations(toy):
+    full, lora = footprint(toy, "full"), footprint(toy, "lora", ranks=[2])
+    one = estimate(toy, full, CPU_FP32)
+    acc = estimate(toy, full, Workload(batch=1, seq_len=4, precision="fp32", device="cpu", grad_accum=4))
+    b = acc.breakdown
+    assert acc.peak_bytes == b["weights"] + b["optimizer_states"] + b["gradients"] + max(
+        b["activations"] + b["logits_loss"], b["optimizer_step_temp"])
+    assert acc.peak_bytes > one.peak_bytes
+    # adapters' gradients already coexist with the activations: accumulation changes nothing for them
+    assert estimate(toy, lora, Workload(batch=1, seq_len=4, precision="fp32", device="cpu", grad_accum=4)).peak_bytes \
+        == estimate(toy, lora, CPU_FP32).peak_bytes
+
+
+def test_eager_attention_saves_the_probabilities(toy):
+    fp = footprint(toy, "lora", ranks=[2])
+    sdpa = estimate(toy, fp, CPU_FP32).breakdown["activations"]
+    eager = estimate(toy, fp, Workload(batch=1, seq_len=4, precision="fp32", device="cpu", attention="eager"))
+    # tokens 4 x blocks 2 x heads 2 x keys 4 x 4 bytes (fp32 softmax output; the toy has no dropout)
+    assert eager.breakdown["activations"] - sdpa == 4 * 2 * 2 * 4 * 4
+
+
+def test_adapters_in_the_model_dtype(llama7b):
+    fp = footprint(llama7b, "lora", ranks=[16], target_modules="all-linear")
+    f32 = estimate(llama7b, fp, Workload(seq_len=256))
+    b16 = estimate(llama7b, fp, Workload(seq_len=256, adapter_dtype="model"))
+    for part in ("adapters", "gradients", "optimizer_states"):
+        assert b16.breakdown[part] == pytest.approx(f32.breakdown[part] / 2)
+    assert b16.breakdown["activations"] < f32.breakdown["activations"]  # LoRA inputs saved in bf16, not fp32
+
+
+def test_chunked_loss_and_optimizer_implementations(llama7b):
+    fp = footprint(llama7b, "full")
+    w = Workload(batch=2, seq_len=512)
+    assert estimate(llama7b, fp, Workload(batch=2, seq_len=512, loss="chunked")).breakdown["logits_loss"] == \
+        2 * 512 * llama7b.vocab * 4
+    assert estimate(llama7b, fp, w).breakdown["optimizer_step_temp"] == fp.trainable * 2  # foreach on CUDA
+    assert estimate(llama7b, fp, Workload(optimizer_impl="fused")).breakdown["optimizer_step_temp"] == 0
+    assert estimate(llama7b, fp, Workload(optimizer_impl="forloop")).breakdown["optimizer_step_temp"] == \
+        2 * fp.largest_trainable * 2
+
+
+def test_old_bitsandbytes_saved_every_4bit_input(llama7b):
+    q, lora = footprint(llama7b, "qlora"), footprint(llama7b, "lora")
+    w, old = Workload(batch=1, seq_len=100), Workload(batch=1, seq_len=100, bnb_saves_4bit_inputs=True)
+    h, i = llama7b.hidden, llama7b.intermediate
+    extra = 100 * llama7b.layers * 2 * (h + h + h + i)  # inputs of q/k/v, o, gate/up, down in bf16
+    assert estimate(llama7b, q, old).breakdown["activations"] - estimate(llama7b, q, w).breakdown["activations"] == extra
+    assert estimate(llama7b, lora, old).breakdown == estimate(llama7b, lora, w).breakdown
+
+
+def test_ia3_feed_forward_input_is_saved_in_fp32(llama7b):
+    """peft's IA3 casts a feed-forward module's input to the fp32 vector's dtype before scaling it."""
+    fp = footprint(llama7b, "ia3")
+    kinds = {s.elements: s.kind for s in fp.saved}
+    assert kinds[llama7b.intermediate] == "fp32"  # down_proj's input
+    assert kinds[llama7b.kv_dim] == "act"  # k_proj and v_proj outputs

@@ -39,8 +39,8 @@ class IA3(Method):
         for m in targets:
             width = m.d_in if any(m.matches(t) for t in ff) else m.d_out
             params += width * (arch.layers if arch.in_block(m) else 1)
-            if arch.in_block(m):
-                saved.append(Saved(width, "act"))
+            if arch.in_block(m):  # peft casts a feed-forward input to the fp32 vector's dtype and saves that copy
+                saved.append(Saved(width, "fp32" if any(m.matches(t) for t in ff) else "act"))
         head = classifier_copy(arch)
         return Footprint(trainable=params + head, added=params + head, saved=tuple(saved),
                          largest_trainable=max([m.d_out for m in targets] + [head], default=0))
