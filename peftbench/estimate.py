@@ -6,7 +6,9 @@ and a workload (batch, sequence length, precision, gradient checkpointing, optim
 shared/research/memory-model.md and was calibrated against the harness's own CPU measurements
 (benchmarks/calibrate.py; results in the README):
 
-    peak = W + S + max(A + Λ + G_adapters,  G_full + X_step) + X_tmp
+    peak = W + S + A + Λ + G + X_step + X_tmp                      (PEFT: small gradients coexist with A)
+    peak = W + S + max(A + Λ, G + X_step) + X_tmp                  (full fine-tuning, one micro-batch per step)
+    peak = W + S + G + max(A + Λ, X_step) + X_tmp                  (full fine-tuning with gradient accumulation)
 
 W resident weights (quantized where the method quantizes), S trainable state that lives across steps (adapter
 weights, optimizer states), A activations saved for backward, Λ logits and loss buffers, G gradients, X_step
@@ -235,7 +237,7 @@ class Workload:
 # What each breakdown entry holds, for the tables and the README.
 COMPONENTS = {
     "weights": "model weights (QLoRA: NF4 block linears + the rest in fp32)",
-    "adapters": "weights the method adds (fp32)",
+    "adapters": "weights the method adds (fp32 unless --adapter-dtype model)",
     "gradients": "gradients of the trainable parameters",
     "optimizer_states": "optimizer state (AdamW: two moments per trainable parameter)",
     "optimizer_step_temp": "temporaries of the optimizer step",
@@ -243,7 +245,14 @@ COMPONENTS = {
     "logits_loss": "logits, log-softmax and their gradients (causal LM loss)",
     "transient": "short-lived buffers (4-bit dequantisation)",
 }
-PEAK_FORMULA = "weights + adapters + optimizer_states + max(activations + logits_loss, gradients + step temp) + transient"
+# How the components combine into the peak (Estimate.formula says which applied).
+FORMULAS = {
+    "peft": "the sum of every component (adapter gradients coexist with the activations)",
+    "full": "weights + optimizer_states + max(activations + logits_loss, gradients + optimizer_step_temp): "
+            "gradients fill up as activations drain",
+    "full_accum": "weights + optimizer_states + gradients + max(activations + logits_loss, optimizer_step_temp): "
+                  "accumulated gradients stay through each micro-batch",
+}
 
 
 @dataclass
@@ -254,6 +263,7 @@ class Estimate:
     cuda_context_bytes: float
     breakdown: dict[str, float]  # bytes per component
     notes: list[str] = field(default_factory=list)
+    formula: str = "peft"  # a key of FORMULAS
 
     @property
     def peak_gib(self) -> float:
@@ -270,6 +280,7 @@ class Estimate:
             "peak_gib": round(self.peak_gib, 4),
             "cuda_context_gib": round(self.cuda_context_bytes / GIB, 4),
             "breakdown": {k: round(v / GIB, 4) for k, v in self.breakdown.items()},
+            "peak_is": FORMULAS[self.formula],
             "notes": self.notes,
         }
 
@@ -395,16 +406,16 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
         breakdown["gradients"] = grads * 2  # DDP keeps gradient buckets beside the .grad tensors
         notes.append(f"DDP over {w.gpus} GPUs: full replica per GPU plus gradient buckets; per-GPU figure")
     b = breakdown
-    if fp.full and w.grad_accum > 1:  # the gradients summed so far are live through every later micro-batch
+    formula = "full_accum" if fp.full and w.grad_accum > 1 else "full" if fp.full else "peft"
+    if formula == "full_accum":  # the gradients summed so far are live through every later micro-batch
         during = b["gradients"] + max(b["activations"] + b["logits_loss"], b["optimizer_step_temp"])
-        notes.append(f"gradient accumulation over {w.grad_accum} micro-batches: gradients stay allocated")
-    elif fp.full:
+    elif formula == "full":
         during = max(b["activations"] + b["logits_loss"], b["gradients"] + b["optimizer_step_temp"])
     else:
         during = b["activations"] + b["logits_loss"] + b["gradients"] + b["optimizer_step_temp"]
     peak = b["weights"] + b["adapters"] + b["optimizer_states"] + during + b["transient"]
     ctx = CUDA_CONTEXT_GIB * GIB if w.device == "cuda" else 0.0
-    return Estimate(fp.trainable, total_params, peak, ctx, breakdown, notes)
+    return Estimate(fp.trainable, total_params, peak, ctx, breakdown, notes, formula)
 
 
 # ---- glue for suites and records ------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def print_records(records: list[RunRecord], console: Console | None = None, titl
 
 def print_estimate(est, title: str, console: Console) -> None:
     """The memory model's breakdown of one estimate (component, GiB, what it holds) and its peak."""
-    from .estimate import COMPONENTS, GIB, PEAK_FORMULA
+    from .estimate import COMPONENTS, FORMULAS, GIB
 
     table = Table(title=title, title_justify="left", header_style="bold")
     table.add_column("component")
@@ -106,7 +106,8 @@ def print_estimate(est, title: str, console: Console) -> None:
     console.print(table)
     console.print(f"trainable parameters: {est.trainable_params:,} of {est.total_params:,} "
                   f"({100 * est.trainable_params / est.total_params:.3f}%)", highlight=False)
-    console.print(f"[bold]peak (PyTorch allocator): {est.peak_gib:,.2f} GiB[/] = {PEAK_FORMULA}", highlight=False)
+    console.print(f"[bold]peak (PyTorch allocator): {est.peak_gib:,.2f} GiB[/] = {FORMULAS[est.formula]}",
+                  highlight=False)
     if est.cuda_context_bytes:
         ctx = est.cuda_context_bytes / GIB
         console.print(f"CUDA context ~{ctx:.2f} GiB (outside the allocator): the GPU needs about "
