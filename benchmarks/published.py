@@ -393,10 +393,12 @@ def source_caveats(rec: dict[str, Any], row: Row, arch, fp, w: Workload) -> None
     if rec["method"] == "qlora" and stack != "hf-peft-metamathqa":
         row.mapping.append("non-quantized parameters: the estimator assumes peft's prepare_model_for_kbit_training "
                            "(fp32); this source keeps them in bf16 and does not call it")
-    if stack.startswith("litgpt") or stack == "torchtune":
-        if rec["method"] in ("lora", "qlora"):
-            row.mapping.append("adapter weights: the estimator assumes fp32 (peft autocast_adapter_dtype); this "
-                               "source creates them in bf16 with the rest of the model")
+    if stack == "litgpt-resource-tables-2023" and "phi" in rec["model"]:
+        row.mapping.append("litgpt's own phi: F.gelu(approximate='tanh') saves only its input; the estimator "
+                           "models transformers' gelu_new, which saves 4 tensors of the MLP width (over-count)")
+    if stack.startswith("litgpt"):
+        row.mapping.append("litgpt's own model code (fused QKV LoRA, its attention) is not modelled: the estimator "
+                           "counts transformers' Llama/Phi blocks")
     stated = str(rec.get("optimizer", "")).lower().replace(" ", "")
     if "pagedadamw" in stated and "pagedadamw8bit" not in stated:
         alt = estimate(arch, fp, Workload(**{**asdict(w), "optimizer": "paged_adamw8bit"}))

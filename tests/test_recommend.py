@@ -218,3 +218,13 @@ def test_cli_results_conflicts(tmp_path):
                              root), "measured on task classification", "--task")
     assert_user_error(invoke("recommend", "--gpu-gb", "24", "--examples", "5", "--model", "llama-2-7b", "--results",
                              tmp_path / "nothing"), "not a peftbench results directory")
+
+
+def test_readme_lists_every_rule_as_the_code_states_it():
+    from peftbench.recommend import MEASURED_RULE
+
+    from .conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    for r in (*RULES, MEASURED_RULE):
+        assert f"| `{r.name}` | {r.says} | {r.source} |" in readme, f"README's rules table is out of date: {r.name}"
