@@ -14,15 +14,10 @@ against old measurements without running them again.
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-import yaml
-
-REPO = Path(__file__).resolve().parent.parent
+import sweep
 
 # ~99M parameters: 12 layers, h=768, SwiGLU i=2048, GQA 12 query / 4 KV heads, MiniLM WordPiece vocab (30,522).
 MODEL = dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12,
@@ -68,18 +63,6 @@ def suite_for(batch: int, seq: int, precision: str, gc: bool) -> dict:
     }
 
 
-def cmd_run(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for shape in SHAPES:
-        suite = suite_for(*shape)
-        path = out / f"{suite['name']}.yaml"
-        path.write_text(yaml.safe_dump(suite, sort_keys=False))
-        if any((out / "runs").glob(f"{suite['name']}-*")):
-            continue
-        subprocess.run([sys.executable, "-c", "from peftbench.cli import main; main()", "run", str(path), "--results-dir", str(out / "runs")],
-                       cwd=REPO, check=False)
-
-
 def cmd_compare(results: Path) -> None:
     from peftbench.estimate import estimate_run
     from peftbench.results import ResultStore
@@ -103,16 +86,5 @@ def cmd_compare(results: Path) -> None:
     print(json.dumps({"n": len(errs), "mean_abs_pct": sum(errs) / max(len(errs), 1), "max_abs_pct": max(errs, default=0)}))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--out", type=Path, default=REPO / "results" / "calibration")
-    c = sub.add_parser("compare")
-    c.add_argument("results", type=Path)
-    args = ap.parse_args()
-    cmd_run(args.out) if args.cmd == "run" else cmd_compare(args.results)
-
-
 if __name__ == "__main__":
-    main()
+    sweep.main(__doc__, "calibration", lambda: [suite_for(*shape) for shape in SHAPES], cmd_compare)

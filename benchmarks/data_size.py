@@ -14,15 +14,13 @@ the curve speaks for small models and classification. Rules for large models cit
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+import sweep
+from sweep import REPO
 SIZES = [50, 200, 1000, 5000]
 
 
@@ -36,18 +34,6 @@ def suite_for(n: int) -> dict:
     return smoke
 
 
-def cmd_run(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for n in SIZES:
-        suite = suite_for(n)
-        path = out / f"{suite['name']}.yaml"
-        path.write_text(yaml.safe_dump(suite, sort_keys=False))
-        if any((out / "runs").glob(f"{suite['name']}-*")):
-            continue
-        subprocess.run([sys.executable, "-c", "from peftbench.cli import main; main()", "run", str(path),
-                        "--results-dir", str(out / "runs")], cwd=REPO, check=False)
-
-
 def collect(results: Path) -> dict[str, dict[int, float | None]]:
     """run name -> training-set size -> eval accuracy (None for a failed run)."""
     from peftbench.results import ResultStore
@@ -58,8 +44,8 @@ def collect(results: Path) -> dict[str, dict[int, float | None]]:
         n = store.manifest()["resolved_suite"]["dataset"]["train_examples"]
         for rec in store.records():
             table.setdefault(rec.method, {})[n] = rec.eval_accuracy if rec.status == "ok" else None
-            table.setdefault("untrained (base)", {})[n] = rec.base_accuracy if rec.method == "full" else \
-                table.get("untrained (base)", {}).get(n)
+            if rec.method == "full":  # the pretrained encoder with a fresh head, before any step
+                table.setdefault("untrained (base)", {})[n] = rec.base_accuracy
     return table
 
 
@@ -74,16 +60,5 @@ def cmd_compare(results: Path) -> None:
     print(json.dumps(table))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--out", type=Path, default=REPO / "results" / "data-size")
-    c = sub.add_parser("compare")
-    c.add_argument("results", type=Path)
-    args = ap.parse_args()
-    cmd_run(args.out) if args.cmd == "run" else cmd_compare(args.results)
-
-
 if __name__ == "__main__":
-    main()
+    sweep.main(__doc__, "data-size", lambda: [suite_for(n) for n in SIZES], cmd_compare)
