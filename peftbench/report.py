@@ -36,6 +36,13 @@ def _estimate(r: RunRecord) -> str:
     return f"{r.est_peak_mib:,.1f} ({100 * (r.est_peak_mib - r.peak_mem_mib) / r.peak_mem_mib:+.0f}%)"
 
 
+def _latency(r: RunRecord) -> str:
+    if r.latency_ms_p50 is None:
+        return "-"
+    merged = f" ({r.latency_ms_p50_merged:.2f})" if r.latency_ms_p50_merged is not None else ""
+    return f"{r.latency_ms_p50:.2f}{merged}"
+
+
 def records_table(records: list[RunRecord], title: str = "") -> Table:
     """One row per run; the columns are the CSV's most-read ones (README: 'What each column means')."""
     classification = any(r.eval_accuracy is not None or r.base_accuracy is not None for r in records)
@@ -48,7 +55,7 @@ def records_table(records: list[RunRecord], title: str = "") -> Table:
     table.add_column("estimate MiB (err)", justify="right", no_wrap=True)
     table.add_column("peak RSS MiB", justify="right")
     table.add_column("train tok/s", justify="right")
-    table.add_column("latency p50 ms", justify="right")
+    table.add_column("latency p50 ms (merged)", justify="right", no_wrap=True)
     if causal:
         table.add_column("gen ms/tok", justify="right")
     table.add_column("adapter MB", justify="right")
@@ -67,7 +74,7 @@ def records_table(records: list[RunRecord], title: str = "") -> Table:
             _estimate(r),
             _num(r.peak_rss_mib, ",.0f"),
             _num(r.train_tokens_per_s, ",.0f"),
-            _num(r.latency_ms_p50, ".2f"),
+            _latency(r),
         ]
         if causal:
             row.append(_num(r.gen_ms_per_token, ".2f"))

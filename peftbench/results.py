@@ -50,6 +50,11 @@ class RunRecord:
     gen_ms_per_token: float | None = None
     adapter_size_mb: float | None = None
     adapter_size_kind: str = ""
+    # the same inference after merging the adapter into the base weights (mergeable methods only)
+    latency_ms_p50_merged: float | None = None
+    gen_ms_per_token_merged: float | None = None
+    merge_max_abs_diff: float | None = None  # max |logits merged - logits unmerged| on the latency batch
+    merge_note: str = ""  # why a run has no merged figures, or what merging changes
     # evaluation: eval_* after training, base_* the same model before its first step
     eval_loss: float | None = None
     base_loss: float | None = None

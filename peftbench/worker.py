@@ -239,6 +239,46 @@ def train(model, ctx: WorkerContext, suite: Suite, train_enc: dict, lr: float, s
     return losses, timed_s, timed_tokens, steps - untimed
 
 
+def time_inference(model, batch: dict, ctx: WorkerContext, suite: Suite, tokenizer):
+    """(latency p50 ms, p90 ms, generation ms/token or None) of `model` on the fixed latency batch (measure.py)."""
+    lat = suite.latency
+    gen_ms = None
+    with torch.inference_mode(), ctx.autocast():
+        times = time_repeated(lambda: model(**batch), ctx.device, lat.warmup, lat.repeats)
+        if ctx.task == "causal_lm":
+            gen = lambda: model.generate(**batch, max_new_tokens=lat.gen_new_tokens, min_new_tokens=lat.gen_new_tokens,  # noqa: E731
+                                         do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            gen_times = time_repeated(gen, ctx.device, 1, lat.gen_repeats)
+            gen_ms = sum(gen_times) / len(gen_times) / lat.gen_new_tokens
+    return percentile(times, 50), percentile(times, 90), gen_ms
+
+
+def measure_merged(model, method, ctx: WorkerContext, suite: Suite, batch: dict, tokenizer, record: RunRecord) -> None:
+    """Merge the trained adapter into the base weights (peft's merge_and_unload) and time the same inference again;
+    `merge_max_abs_diff` is the largest change of any logit on the latency batch. Runs last: the model is merged
+    in place. Methods that cannot merge say why instead."""
+    if method.name == "full":
+        record.merge_note = "full fine-tuning: the trained model itself, nothing to merge"
+        return
+    if not method.traits.mergeable:
+        record.merge_note = f"{method.name}: not mergeable; {method.traits.extra_positions or 'extra modules'} at inference"
+        return
+    with torch.inference_mode(), ctx.autocast():
+        before = model(**batch).logits.float()
+    try:
+        merged = model.merge_and_unload()
+    except Exception as err:  # noqa: BLE001 - a method peft cannot merge here keeps its training results
+        traceback.print_exc()
+        record.merge_note = f"merge failed: {_one_line(err)}"
+        return
+    with torch.inference_mode(), ctx.autocast():
+        after = merged(**batch).logits.float()
+    record.merge_max_abs_diff = float((after - before).abs().max())
+    record.latency_ms_p50_merged, _, record.gen_ms_per_token_merged = time_inference(merged, batch, ctx, suite, tokenizer)
+    if method.traits.quantized_base:
+        record.merge_note = "merged into the 4-bit weights: re-quantization changes the outputs"
+
+
 def load_prepared(suite: Suite, method, settings, ctx: WorkerContext, path: str, tokenizer):
     """The base model loaded as the method needs it, with the method applied: what gets trained."""
     model = models.load_model(suite.model, path, tokenizer, ctx.load_dtype, ctx.device, method.load_kwargs(settings, ctx))
@@ -340,16 +380,9 @@ def run(spec: dict[str, Any], record: RunRecord) -> RunRecord:
         setattr(record, f"eval_{k}", v)
 
     emit("phase", phase="latency")
-    lat = suite.latency
     batch = latency_batch(tokenizer, eval_rows, suite, ctx)
-    with torch.inference_mode(), ctx.autocast():
-        times = time_repeated(lambda: model(**batch), ctx.device, lat.warmup, lat.repeats)
-        record.latency_ms_p50, record.latency_ms_p90 = percentile(times, 50), percentile(times, 90)
-        if ctx.task == "causal_lm":
-            gen = lambda: model.generate(**batch, max_new_tokens=lat.gen_new_tokens, min_new_tokens=lat.gen_new_tokens,  # noqa: E731
-                                         do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            gen_times = time_repeated(gen, ctx.device, 1, lat.gen_repeats)
-            record.gen_ms_per_token = sum(gen_times) / len(gen_times) / lat.gen_new_tokens
+    timed = time_inference(model, batch, ctx, suite, tokenizer)
+    record.latency_ms_p50, record.latency_ms_p90, record.gen_ms_per_token = timed
 
     emit("phase", phase="save")
     if method.name == "full":
@@ -360,6 +393,9 @@ def run(spec: dict[str, Any], record: RunRecord) -> RunRecord:
             out = Path(keep) if keep else Path(tmp)
             model.save_pretrained(out)
             record.adapter_size_mb, record.adapter_size_kind = directory_size_mb(out), "save_pretrained files"
+
+    emit("phase", phase="merge")
+    measure_merged(model, method, ctx, suite, batch, tokenizer, record)
     record.peak_rss_mib = peak_rss_mib()
     record.status = "ok"
     record.wall_s = time.perf_counter() - started

@@ -96,6 +96,23 @@ def test_full_trains_everything_and_qlora_counts_4bit_weights_in_full(records, t
         assert qlora.total_params == lora.total_params
 
 
+@pytest.mark.parametrize("task", ["classification", "causal_lm"])
+@pytest.mark.parametrize("name", ALL)
+def test_merged_inference_is_measured_or_explained(records, task, name):
+    spec, r = records[task, name]
+    assert r.status == "ok", r.error
+    method = methods.get(name)
+    if name == "full" or not method.traits.mergeable:
+        assert r.merge_note and r.latency_ms_p50_merged is None and r.merge_max_abs_diff is None
+        return
+    assert r.latency_ms_p50_merged > 0
+    assert (r.gen_ms_per_token_merged is not None) == (task == "causal_lm")
+    if method.traits.quantized_base:  # merged into 4-bit weights: re-quantization moves the outputs a little
+        assert 0 < r.merge_max_abs_diff < 1.0 and "4-bit" in r.merge_note
+    else:  # an exact merge: fp32 rounding only
+        assert r.merge_max_abs_diff < 1e-4, r.merge_max_abs_diff
+
+
 def test_lora_count_matches_the_formula(records):
     """MiniLM-L6: 6 layers, hidden 384, LoRA r8 on query and value, plus the 384->2 classifier head."""
     r = records["classification", "lora"][1]
