@@ -272,6 +272,35 @@ def recommend(gpu_gb, examples, model, seq_len, task, priority, gpus, results_di
         print_recommendation(result, out)
 
 
+@main.command("merge")
+@click.option("--adapter", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A peft adapter directory (e.g. <results>/adapters/<run> with runner.save_adapters: true).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the standalone merged model and its tokenizer are saved (new or empty).")
+@click.option("--base", default=None,
+              help="Base model: builtin:minilm, builtin:tiny-llama, a local directory or a hub id "
+                   "[the adapter's base_model_name_or_path].")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Dtype the base is loaded, merged and saved in.")
+@click.option("--rtol", type=click.FloatRange(min=0), default=None,
+              help="Check tolerance, relative to the largest |logit| [fp32 1e-4, bf16 2e-2, fp16 5e-3].")
+def merge_cmd(adapter: Path, out_dir: Path, base: str | None, dtype: str, rtol: float | None) -> None:
+    """Merge ADAPTER into its base model, save it with its tokenizer, and check the saved model's outputs.
+
+    Exit code 1 when the merged model's logits differ from the adapter model's by more than the tolerance."""
+    if not adapter.is_dir():
+        raise PeftbenchError(f"adapter directory not found: {adapter}")
+    from .merge import merge
+
+    result = merge(adapter, out_dir, base, dtype, rtol)
+    verdict = "[green]match[/]" if result.ok else "[red]MISMATCH[/]"
+    out.print(f"merged {result.peft_type} adapter ({result.task}) into {result.base} -> {result.out}", highlight=False)
+    out.print(f"check: max |logit difference| {result.max_abs_diff:.3g} vs tolerance {result.tolerance:.3g} "
+              f"(largest |logit| {result.max_abs_logit:.3g}): {verdict}", highlight=False)
+    if not result.ok:
+        sys.exit(1)
+
+
 class _progress:
     """Rich live progress on a terminal; one plain line per event otherwise (CI logs, pipes)."""
 

@@ -9,24 +9,15 @@ counter reports 4-bit weights at their element count, so the totals are the same
 
 from __future__ import annotations
 
-import logging
-import os
-import warnings
 from typing import Any
 
 from .estimate import Arch
-
-
-def _quiet() -> None:
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module="bitsandbytes")
-    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' deprecation notices inside peft calls
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from .models import quiet_libraries
 
 
 def meta_model(config: dict[str, Any], task: str, num_labels: int = 2):
     """The architecture of `config` on the meta device, with the head `task` needs."""
-    _quiet()
+    quiet_libraries()
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 

@@ -34,6 +34,19 @@ TINY_LLAMA_DEFAULTS: dict[str, Any] = dict(
 )
 
 
+def quiet_libraries() -> None:
+    """Call before importing torch/transformers/peft. peft imports bitsandbytes, which logs a harmless warning on
+    CPU-only machines; transformers prints load reports and deprecation notices meant for library authors."""
+    import logging
+    import warnings
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="bitsandbytes")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("PEFTBENCH_CACHE", Path.home() / ".cache" / "peftbench"))
 

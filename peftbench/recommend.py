@@ -27,7 +27,7 @@ from typing import Any
 from . import catalog
 from . import methods as registry
 from .errors import PeftbenchError
-from .estimate import CUDA_CONTEXT_GIB, GIB, Arch, Estimate, Footprint, Workload, arch_from_config, estimate
+from .estimate import CUDA_CONTEXT_GIB, Arch, Estimate, Footprint, Workload, arch_from_config, estimate
 
 DEFAULT_SEQ_LEN = 512  # tokens per sequence when --seq-len is not given: a typical instruction-tuning sample
 MARGIN_FRACTION = 0.10  # of the budget: allocator slack (reserved - allocated, 0-10%) and the estimate's error

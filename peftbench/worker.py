@@ -10,14 +10,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import logging
 import math
 import os
 import sys
 import tempfile
 import time
 import traceback
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,16 +38,9 @@ def _maybe_die(phase: str | None) -> None:
         os.kill(os.getpid(), 9)
 
 
-def _quiet_imports() -> None:
-    # peft imports bitsandbytes, which logs a harmless warning on CPU-only machines; transformers' load reports
-    # go to the run's log file anyway. Silence them before the imports so the log stays readable.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module="bitsandbytes")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from .models import quiet_libraries  # noqa: E402 - must run before the imports below
 
-
-_quiet_imports()
+quiet_libraries()
 
 import torch  # noqa: E402
 

@@ -1,0 +1,129 @@
+"""`peftbench merge`: fold a trained adapter into its base model, save a standalone model with its tokenizer, and
+check that the saved model answers like the adapter model did.
+
+Torch side (imports torch, transformers, peft); the CLI imports it on demand. peft does the merge
+(`PeftModel.merge_and_unload`); this module adds what a user needs around it: finding the base and the task from
+the adapter, and a verified round trip (reload the saved model, compare its logits with the adapter model's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PeftbenchError
+
+DTYPES = ("fp32", "bf16", "fp16")
+# Relative tolerance of the check, times the largest |logit|: an exact merge in fp32 differs by rounding only;
+# 16-bit weights round W + BA to 8 (bf16) or 11 (fp16) mantissa bits.
+RTOL = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 5e-3}
+CHECK_TEXT = "The quick brown fox jumps over the lazy dog, and then it was not good at all. " * 4
+MERGEABLE = {"LORA", "IA3", "LOHA", "LOKR", "ADALORA", "VERA", "OFT", "BOFT"}  # peft types with merge_and_unload
+
+
+@dataclass
+class MergeResult:
+    out: Path
+    base: str
+    peft_type: str
+    task: str
+    max_abs_diff: float
+    tolerance: float
+    max_abs_logit: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+
+def read_adapter_config(adapter: Path) -> dict:
+    path = adapter / "adapter_config.json"
+    if not path.is_file():
+        raise PeftbenchError(f"{adapter}: no adapter_config.json (not a peft adapter directory)")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise PeftbenchError(f"{path}: not valid JSON: {err}") from None
+
+
+def base_path(base: str | None, config: dict) -> str:
+    """The directory or hub id of the base model: --base (built-in names resolved), else the adapter's own."""
+    from . import models
+
+    name = base or config.get("base_model_name_or_path")
+    if not name:
+        raise PeftbenchError("the adapter does not name its base model: give --base")
+    if name == "builtin:minilm":
+        return models.minilm_path()
+    if name == "builtin:tiny-llama":
+        return models.tiny_llama_path({})
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return str(local)
+    if name.startswith((".", "/", "~")):
+        raise PeftbenchError(f"base model directory not found: {name}")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise PeftbenchError(f"base model {name!r} is not in the local hub cache and HF_HUB_OFFLINE is set")
+    return name
+
+
+def _num_labels(adapter: Path) -> int:
+    """The classification head's output size, read from the adapter's saved copy of the head."""
+    from safetensors import safe_open
+
+    weights = adapter / "adapter_model.safetensors"
+    if weights.is_file():
+        with safe_open(str(weights), "pt") as f:
+            for key in f.keys():
+                if key.endswith(("classifier.weight", "score.weight")):  # peft saves the trained head's copy
+                    return f.get_slice(key).get_shape()[0]
+    return 2
+
+
+def merge(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32", rtol: float | None = None) -> MergeResult:
+    from .models import quiet_libraries
+
+    quiet_libraries()
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    config = read_adapter_config(adapter)
+    peft_type, task = config.get("peft_type", ""), config.get("task_type") or "CAUSAL_LM"
+    if peft_type not in MERGEABLE:
+        raise PeftbenchError(f"{peft_type or 'this'} adapters cannot be merged into the base weights "
+                             "(prompt-like methods add positions at inference instead)")
+    if task not in ("CAUSAL_LM", "SEQ_CLS"):
+        raise PeftbenchError(f"task_type {task!r} is not supported (CAUSAL_LM or SEQ_CLS)")
+    if out.exists() and any(out.iterdir()):
+        raise PeftbenchError(f"{out} exists and is not empty: choose a new --out")
+    path = base_path(base, config)
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    if task == "SEQ_CLS":
+        cls, kwargs = AutoModelForSequenceClassification, {"num_labels": _num_labels(adapter)}
+    else:
+        cls, kwargs = AutoModelForCausalLM, {}
+    tokenizer_src = str(adapter) if (adapter / "tokenizer_config.json").is_file() else path
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_src)
+    model = PeftModel.from_pretrained(cls.from_pretrained(path, dtype=torch_dtype, **kwargs), str(adapter))
+    model.eval()
+    batch = tokenizer([CHECK_TEXT, CHECK_TEXT[: len(CHECK_TEXT) // 2]], return_tensors="pt", padding=True,
+                      truncation=True, max_length=48)
+    with torch.inference_mode():
+        before = model(**batch).logits.float()
+    merged = model.merge_and_unload()
+    out.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    reloaded = cls.from_pretrained(out, dtype=torch_dtype).eval()
+    with torch.inference_mode():
+        after = reloaded(**batch).logits.float()
+    scale = float(before.abs().max())
+    return MergeResult(out=out, base=path, peft_type=peft_type, task=task,
+                       max_abs_diff=float((after - before).abs().max()),
+                       tolerance=(rtol if rtol is not None else RTOL[dtype]) * max(scale, 1.0), max_abs_logit=scale)

@@ -1,0 +1,81 @@
+"""`peftbench merge` round trip: adapters trained by the harness's worker, merged, saved, reloaded and checked."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pytest
+
+from .conftest import TINY_CAUSAL, TINY_CLASSIFICATION
+from .test_cli import assert_user_error, invoke
+
+torch = pytest.importorskip("torch")
+
+
+def train(base: dict, method: str, adapter_dir):
+    from peftbench import worker
+    from peftbench.runner import worker_spec
+    from peftbench.suite import parse_suite
+
+    suite, runs = parse_suite({**base, "methods": [{"method": method}]})
+    spec = worker_spec(suite.model_dump(mode="json"), runs[0], adapter_dir=adapter_dir)
+    record = worker.new_record(spec)
+    with contextlib.redirect_stdout(io.StringIO()):  # the worker's progress protocol
+        worker.run(spec, record)
+    assert record.status == "ok", record.error
+    return adapter_dir
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    return {
+        "causal-lora": train(TINY_CAUSAL, "lora", root / "causal-lora"),
+        "causal-qlora": train(TINY_CAUSAL, "qlora", root / "causal-qlora"),
+        "cls-ia3": train(TINY_CLASSIFICATION, "ia3", root / "cls-ia3"),
+        "causal-prefix": train(TINY_CAUSAL, "prefix", root / "causal-prefix"),
+    }
+
+
+@pytest.mark.parametrize("name", ["causal-lora", "causal-qlora", "cls-ia3"])
+def test_merge_round_trip(adapters, tmp_path, name):
+    from transformers import AutoConfig
+
+    out = tmp_path / "merged"
+    result = invoke("merge", "--adapter", adapters[name], "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "match" in result.stdout and "MISMATCH" not in result.stdout
+    assert (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file()
+    assert not (out / "adapter_config.json").exists()  # a standalone model, not an adapter
+    assert AutoConfig.from_pretrained(out).model_type in ("llama", "bert")
+
+
+def test_merge_in_bf16_uses_the_16_bit_tolerance(adapters, tmp_path):
+    result = invoke("merge", "--adapter", adapters["causal-lora"], "--out", tmp_path / "m", "--dtype", "bf16")
+    assert result.exit_code == 0, result.output
+    assert "tolerance" in result.stdout
+
+
+def test_a_wrong_merge_fails_with_exit_1(adapters, tmp_path, monkeypatch):
+    """If the saved model did not carry the adapter (here: peft's unload instead of merge), the check catches it."""
+    from peft.tuners.tuners_utils import BaseTuner  # PeftModel forwards merge_and_unload to its tuner
+
+    monkeypatch.setattr(BaseTuner, "merge_and_unload", lambda self, *a, **k: self.unload())
+    result = invoke("merge", "--adapter", adapters["causal-lora"], "--out", tmp_path / "m")
+    assert result.exit_code == 1, result.output
+    assert "MISMATCH" in result.stdout
+
+
+def test_merge_errors(adapters, tmp_path):
+    assert_user_error(invoke("merge", "--adapter", adapters["causal-prefix"], "--out", tmp_path / "p"),
+                      "PREFIX_TUNING adapters cannot be merged")
+    assert_user_error(invoke("merge", "--adapter", tmp_path / "missing", "--out", tmp_path / "o"),
+                      "adapter directory not found")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    assert_user_error(invoke("merge", "--adapter", adapters["causal-lora"], "--out", tmp_path / "full"),
+                      "exists and is not empty")
+    (tmp_path / "plain").mkdir()
+    assert_user_error(invoke("merge", "--adapter", tmp_path / "plain", "--out", tmp_path / "o2"),
+                      "no adapter_config.json")
