@@ -77,6 +77,7 @@ class WorkerContext:
     compute_dtype: torch.dtype  # bitsandbytes compute dtype / autocast dtype
     gradient_checkpointing: bool
     tokenizer_path: str
+    total_steps: int = 1  # optimizer steps the run will take (AdaLoRA's rank schedule needs it)
 
     def autocast(self):
         if self.precision.endswith("-mixed"):
@@ -173,7 +174,8 @@ def latency_batch(tokenizer, rows: list[dict], suite: Suite, ctx: WorkerContext)
     return _to({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}, ctx.device)
 
 
-def train(model, ctx: WorkerContext, suite: Suite, train_enc: dict, lr: float, steps: int, mem: PeakMemory):
+def train(model, ctx: WorkerContext, suite: Suite, train_enc: dict, lr: float, steps: int, mem: PeakMemory,
+          method=None):
     """The training loop. Returns (losses, timed_seconds, timed_tokens, timed_steps).
 
     Timing excludes the first `warmup_timing_steps` steps and, on CPU, the steps inside the profiler window.
@@ -214,6 +216,8 @@ def train(model, ctx: WorkerContext, suite: Suite, train_enc: dict, lr: float, s
                 scaler.update()
             else:
                 optimizer.step()
+            if method is not None:
+                method.after_optimizer_step(model, step)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss))
@@ -334,6 +338,7 @@ def run(spec: dict[str, Any], record: RunRecord) -> RunRecord:
         prompts = data_mod.encode_prompts(eval_rows, tokenizer, max_len)
         refs = [data_mod.reference_text(tokenizer, r["target"]) for r in eval_rows]
     steps = planned_steps(suite, len(train_rows))
+    ctx.total_steps = steps
 
     emit("phase", phase="load")
     mem = PeakMemory(ctx.device)
@@ -353,7 +358,7 @@ def run(spec: dict[str, Any], record: RunRecord) -> RunRecord:
         setattr(record, f"base_{k}", v)
 
     emit("phase", phase="train", steps=steps)
-    losses, timed_s, timed_tokens, timed_steps = train(model, ctx, suite, train_enc, lr, steps, mem)
+    losses, timed_s, timed_tokens, timed_steps = train(model, ctx, suite, train_enc, lr, steps, mem, method)
     mem.stop()
     record.peak_mem_mib = mem.peak_bytes / MIB if mem.peak_bytes is not None else None
     record.peak_reserved_mib = mem.reserved_bytes / MIB if mem.reserved_bytes is not None else None

@@ -76,6 +76,10 @@ class Method:
         """Return the model to train: the base model wrapped by peft, or the base itself for full fine-tuning."""
         raise NotImplementedError
 
+    def after_optimizer_step(self, model: Any, step: int) -> None:
+        """Called after every optimizer step, before the gradients are cleared (AdaLoRA allocates its rank budget
+        here). Default: nothing."""
+
     def learning_rate(self, settings: MethodSettings, suite_lr: float | None) -> float:
         """The entry's own rate, else the suite's training.learning_rate, else this method's default."""
         if settings.learning_rate is not None:
