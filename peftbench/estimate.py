@@ -209,10 +209,13 @@ class Footprint:
     added: int  # parameters the method adds (adapters, prompts, copies of heads); 0 for full fine-tuning
     full: bool = False  # every base weight is trained (gradients and optimizer state for all of them)
     quantized: bool = False  # block linears stored in 4-bit NF4 (double quantization); the rest in fp32
+    int8: bool = False  # with `quantized`: LLM.int8 8-bit block linears instead of NF4
     saved: tuple[Saved, ...] = ()  # extra saved activations per token per block
     extra_positions: int = 0  # tokens prepended to every sequence (prompt tuning): activations and logits grow
     kv_prefix: int = 0  # key/value positions prepended in every block (prefix tuning)
     largest_trainable: int = 0  # elements of the largest trainable tensor (CPU optimizer temporaries)
+    weight_copies: int = 0  # elements per block of frozen weights cast to fp32 and saved for backward (16-bit bases)
+    transient_fp32: int = 0  # elements of the largest fp32 temporary the method makes in a step (DoRA's norms)
 
 
 @dataclass(frozen=True)
@@ -236,14 +239,14 @@ class Workload:
 
 # What each breakdown entry holds, for the tables and the README.
 COMPONENTS = {
-    "weights": "model weights (QLoRA: NF4 block linears + the rest in fp32)",
+    "weights": "model weights (QLoRA: NF4 block linears, 8-bit LoRA: int8, + the rest in fp32)",
     "adapters": "weights the method adds (fp32 unless --adapter-dtype model)",
     "gradients": "gradients of the trainable parameters",
     "optimizer_states": "optimizer state (AdamW: two moments per trainable parameter)",
     "optimizer_step_temp": "temporaries of the optimizer step",
     "activations": "tensors saved for backward",
     "logits_loss": "logits, log-softmax and their gradients (causal LM loss)",
-    "transient": "short-lived buffers (4-bit dequantisation)",
+    "transient": "short-lived buffers (4-bit dequantisation, DoRA's weight norms)",
 }
 # How the components combine into the peak (Estimate.formula says which applied).
 FORMULAS = {
@@ -325,7 +328,9 @@ def layer_activation_bytes(arch: Arch, fp: Footprint, ab: int, s_kv: int, kv_wid
     adapter_b = 4 if w.adapter_dtype == "fp32" else ab  # what peft casts an adapter's input to
     for extra in fp.saved:
         total += extra.elements * {"act": ab, "fp32": adapter_b, "mask": mask_b}[extra.kind]
-    if fp.quantized and w.bnb_saves_4bit_inputs:  # old MatMul4Bit kept its input: q/k/v's, o's, gate/up's, down's
+    # bitsandbytes' 8-bit matmuls keep their input for backward (MatMul8bitLt / MatMul8bitFp), as MatMul4Bit did
+    # before 0.43.2: the inputs of q/k/v (one shared tensor), o, gate/up (shared) and down.
+    if fp.quantized and (fp.int8 or w.bnb_saves_4bit_inputs):
         total += ab * (h + arch.q_dim + (h if arch.mlp == "gated" else 0) + i)
     return total
 
@@ -338,7 +343,10 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     tokens = w.batch * seq
     total_params = arch.total_params + fp.added
     # Weights: quantized block linears + the rest (prepare_model_for_kbit_training casts it to fp32).
-    if fp.quantized:
+    if fp.quantized and fp.int8:  # int8 codes + one fp32 scale per output row
+        scales = arch.layers * sum(m.d_out for m in arch.block) * 4
+        weights = arch.block_linear_params + scales + (arch.total_params - arch.block_linear_params) * 4
+    elif fp.quantized:
         weights = arch.block_linear_params * NF4_DQ_BYTES + (arch.total_params - arch.block_linear_params) * 4
     else:
         weights = arch.total_params * wb
@@ -382,17 +390,20 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     activations += tokens * (4 * arch.hidden if arch.norm == "rms" else ab * arch.hidden)  # final norm input
     if fp.kv_prefix:
         activations += w.batch * arch.layers * 2 * fp.kv_prefix * arch.kv_dim * ab  # the prefix keys/values
+    if fp.weight_copies and wb == 2:  # fp32 copies of 16-bit weights kept for backward (one block under checkpointing)
+        activations += fp.weight_copies * 4 * (1 if w.grad_ckpt else arch.layers)
     if w.precision == "mixed":  # autocast's 16-bit copies of the linear weights, saved from forward to backward
         activations += 2 * arch.block_linear_params
         notes.append("mixed precision: 16-bit copies of the linear weights held from forward to backward")
     logit_b = LOGIT_BYTES[w.precision] if w.loss == "hf" else CHUNKED_LOGIT_BYTES
     logits = tokens * arch.vocab * logit_b if arch.task == "causal_lm" else 0.0
-    # 4-bit: each linear is dequantized to the compute dtype for its matmul, one at a time.
+    # 4-bit and 8-bit: each linear is dequantized to the compute dtype for its matmul, one at a time.
     dequant = max(m.d_in * m.d_out for m in arch.block) * (4 if w.precision == "fp32" else 2) if fp.quantized else 0.0
+    transient = max(dequant, 4.0 * fp.transient_fp32)
 
     breakdown = {"weights": weights, "adapters": adapters, "gradients": grads, "optimizer_states": opt_states,
                  "optimizer_step_temp": step_tmp, "activations": activations, "logits_loss": logits,
-                 "transient": dequant}
+                 "transient": transient}
     if w.gpus > 1 and fp.full and w.strategy != "ddp":
         shard = w.gpus
         breakdown["gradients"] = grads / shard

@@ -271,7 +271,7 @@ def measure_merged(model, method, ctx: WorkerContext, suite: Suite, batch: dict,
     record.merge_max_abs_diff = float((after - before).abs().max())
     record.latency_ms_p50_merged, _, record.gen_ms_per_token_merged = time_inference(merged, batch, ctx, suite, tokenizer)
     if method.traits.quantized_base:
-        record.merge_note = "merged into the 4-bit weights: re-quantization changes the outputs"
+        record.merge_note = "merged into the quantized base weights: re-quantization changes the outputs"
 
 
 def load_prepared(suite: Suite, method, settings, ctx: WorkerContext, path: str, tokenizer):

@@ -24,6 +24,16 @@ SETTINGS = [
     {"method": "prompt", "num_virtual_tokens": 20},
     {"method": "ia3"},
 ]
+# The LoRA variants and the selective baseline, on a few architectures (one of each family).
+MORE = [
+    {"method": "dora", "ranks": [8]},
+    {"method": "dora", "ranks": [4], "target_modules": "all-linear", "dropout": 0.0},
+    {"method": "rslora", "ranks": [16], "target_modules": "all-linear"},
+    {"method": "pissa", "ranks": [8]},
+    {"method": "olora", "ranks": [8]},
+    {"method": "lora8bit", "ranks": [8], "target_modules": "all-linear"},
+    {"method": "ln-tuning"},
+]
 PHI_NAMES = {"o_proj": "dense", "down_proj": "fc2"}  # phi's names for the same projections
 
 
@@ -45,6 +55,14 @@ def test_analytic_counts_equal_peft_on_the_meta_device(model):
     assert not wrong, wrong
 
 
+@pytest.mark.parametrize("model", ["llama-3.2-1b", "qwen2.5-0.5b", "phi-1.5", "gemma-2-2b", "mistral-7b"])
+def test_variants_count_the_same_as_peft(model):
+    cfg = catalog.resolve(model).config
+    arch = arch_from_config(cfg)
+    wrong = [(s, arch_counts(arch, s["method"], s), exact_counts(cfg, "causal_lm", s["method"], s)) for s in MORE]
+    assert not [w for w in wrong if w[1] != w[2]], wrong
+
+
 def test_llama_2_7b_lora_r8_qv_is_the_published_count():
     cfg = catalog.resolve("llama-2-7b").config
     assert exact_counts(cfg, "causal_lm", "lora", {"method": "lora", "ranks": [8]}) == (4_194_304, 6_742_609_920)
@@ -54,7 +72,7 @@ def test_llama_2_7b_lora_r8_qv_is_the_published_count():
 def test_classification_heads_count_the_same(model, labels):
     cfg = catalog.resolve(model).config
     arch = arch_from_config(cfg, "classification", labels)
-    for s in SETTINGS:
+    for s in SETTINGS + MORE:
         if isinstance(s.get("target_modules"), list) and model == "builtin:minilm":
             continue  # BERT names its projections query/key/value
         assert arch_counts(arch, s["method"], s) == exact_counts(cfg, "classification", s["method"], s, labels), s
@@ -63,7 +81,7 @@ def test_classification_heads_count_the_same(model, labels):
 def test_builtin_tiny_llama_counts():
     cfg = catalog.resolve("builtin:tiny-llama", {"hidden_size": 32, "intermediate_size": 64}).config
     arch = arch_from_config(cfg)
-    for s in SETTINGS:
+    for s in SETTINGS + MORE:
         assert arch_counts(arch, s["method"], s) == exact_counts(cfg, "causal_lm", s["method"], s), s
 
 

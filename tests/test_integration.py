@@ -107,8 +107,8 @@ def test_merged_inference_is_measured_or_explained(records, task, name):
         return
     assert r.latency_ms_p50_merged > 0
     assert (r.gen_ms_per_token_merged is not None) == (task == "causal_lm")
-    if method.traits.quantized_base:  # merged into 4-bit weights: re-quantization moves the outputs a little
-        assert 0 < r.merge_max_abs_diff < 1.0 and "4-bit" in r.merge_note
+    if method.traits.quantized_base:  # merged into 4- or 8-bit weights: re-quantization moves the outputs
+        assert 0 < r.merge_max_abs_diff < 1.0 and "quantized" in r.merge_note
     else:  # an exact merge: fp32 rounding only
         assert r.merge_max_abs_diff < 1e-4, r.merge_max_abs_diff
 

@@ -19,8 +19,9 @@ class LoraSettings(MethodSettings):
     dropout: NonNegativeFloat = Field(0.05, le=1.0, description="lora_dropout")
 
 
-def lora_config(settings: LoraSettings, ctx):
-    """The peft LoraConfig for one resolved run (settings.ranks holds exactly one rank after expand)."""
+def lora_config(settings: LoraSettings, ctx, **variant):
+    """The peft LoraConfig for one resolved run (settings.ranks holds exactly one rank after expand); `variant`
+    passes a LoRA variant's own LoraConfig fields (use_dora, use_rslora, init_lora_weights)."""
     from peft import LoraConfig
 
     rank = settings.ranks[0]
@@ -30,10 +31,11 @@ def lora_config(settings: LoraSettings, ctx):
         lora_alpha=settings.alpha if settings.alpha is not None else 2 * rank,
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
+        **variant,
     )
 
 
-def lora_footprint(arch, settings: LoraSettings, quantized: bool = False):
+def lora_footprint(arch, settings: LoraSettings, quantized: bool = False, int8: bool = False):
     """LoRA's trainable A (r x d_in) and B (d_out x r) per wrapped linear, once per block for block linears.
 
     Saved activations per wrapped block linear: peft casts the input to the fp32 adapter dtype and applies dropout
@@ -50,8 +52,8 @@ def lora_footprint(arch, settings: LoraSettings, quantized: bool = False):
             saved += [Saved(m.d_in, "fp32"), Saved(r, "fp32")] + ([Saved(m.d_in, "mask")] if settings.dropout else [])
     head = classifier_copy(arch)
     largest = max([r * max(m.d_in, m.d_out) for m in wrapped] + [head], default=0)
-    return Footprint(trainable=params + head, added=params + head, quantized=quantized, saved=tuple(saved),
-                     largest_trainable=largest)
+    return Footprint(trainable=params + head, added=params + head, quantized=quantized or int8, int8=int8,
+                     saved=tuple(saved), largest_trainable=largest)
 
 
 def expand_ranks(method: Method, settings: LoraSettings) -> list[RunPlan]:
