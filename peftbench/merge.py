@@ -98,6 +98,10 @@ def merge(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32"
     if peft_type not in MERGEABLE:
         raise PeftbenchError(f"{peft_type or 'this'} adapters cannot be merged into the base weights "
                              "(prompt-like methods add positions at inference instead)")
+    if str(config.get("init_lora_weights", "")).startswith(("pissa", "olora")):
+        raise PeftbenchError("PiSSA/OLoRA adapters are saved against their residual base (the weights minus the "
+                             "initial adapter); merging them into the original base would be wrong. Convert them "
+                             "with peft's path_initial_model_for_weight_conversion first")
     if task not in ("CAUSAL_LM", "SEQ_CLS"):
         raise PeftbenchError(f"task_type {task!r} is not supported (CAUSAL_LM or SEQ_CLS)")
     if out.exists() and any(out.iterdir()):
