@@ -387,6 +387,27 @@ _COPY_WORDS = (
 )
 
 WORD_COPY_SOURCE = "builtin:word-copy"
+WORD_REVERSE_SOURCE = "builtin:word-reverse"
+
+
+def _word_rows(n: int, seed: int, verb: str, answer, source: str) -> list[dict]:
+    """Rows ``{"input": f"{verb}: <words>", "output": answer(words), "source": source}`` over 2-5 words drawn from
+    a small fixed list of common lowercase English words; inputs unique within one call, ``(n, seed)`` decides."""
+    _check_n(n)
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    rows: list[dict] = []
+    for _ in range(n):
+        for _ in range(10_000):
+            k = rng.randint(2, 5)
+            words = [rng.choice(_COPY_WORDS) for _ in range(k)]
+            if " ".join(words) not in seen:
+                break
+        else:  # pragma: no cover
+            raise ValueError(f"could not generate {n} unique {source} rows")
+        seen.add(" ".join(words))
+        rows.append({"input": f"{verb}: {' '.join(words)}", "output": " ".join(answer(words)), "source": source})
+    return rows
 
 
 def word_copy(n: int, seed: int) -> list[dict]:
@@ -397,21 +418,13 @@ def word_copy(n: int, seed: int) -> list[dict]:
     common lowercase English words; the target is the words verbatim. Inputs are
     unique within one call and ``(n, seed)`` fully determines the output.
     """
-    _check_n(n)
-    rng = random.Random(seed)
-    seen: set[str] = set()
-    rows: list[dict] = []
-    for _ in range(n):
-        for _ in range(10_000):
-            k = rng.randint(2, 5)
-            words = " ".join(rng.choice(_COPY_WORDS) for _ in range(k))
-            if words not in seen:
-                break
-        else:  # pragma: no cover
-            raise ValueError(f"could not generate {n} unique word-copy rows")
-        seen.add(words)
-        rows.append({"input": f"copy: {words}", "output": words, "source": WORD_COPY_SOURCE})
-    return rows
+    return _word_rows(n, seed, "copy", lambda words: words, WORD_COPY_SOURCE)
+
+
+def word_reverse(n: int, seed: int) -> list[dict]:
+    """The companion of word-copy over the same words: ``{"input": "reverse: red fox blue", "output": "blue fox
+    red"}``. Two tasks on one vocabulary and format, so adapters trained on each can be blended and scored on both."""
+    return _word_rows(n, seed, "reverse", lambda words: words[::-1], WORD_REVERSE_SOURCE)
 
 
 # ---------------------------------------------------------------------------
@@ -458,5 +471,12 @@ TASKS: dict[str, TaskSpec] = {
         generate=word_copy,
         num_labels=None,
         description="Copy 2-5 common lowercase words verbatim ('copy: red fox' -> 'red fox').",
+    ),
+    "word-reverse": TaskSpec(
+        name="word-reverse",
+        kind="causal_lm",
+        generate=word_reverse,
+        num_labels=None,
+        description="Reverse 2-5 common lowercase words ('reverse: red fox' -> 'fox red').",
     ),
 }

@@ -6,9 +6,9 @@ import random
 import pytest
 
 from peftbench import builtin_tasks as bt
-from peftbench.builtin_tasks import TASKS, TaskSpec, sentiment_negation, split_rows, word_copy
+from peftbench.builtin_tasks import TASKS, TaskSpec, sentiment_negation, split_rows, word_copy, word_reverse
 
-GENERATORS = [sentiment_negation, word_copy]
+GENERATORS = [sentiment_negation, word_copy, word_reverse]
 
 
 @pytest.mark.parametrize("gen", GENERATORS)
@@ -120,7 +120,7 @@ def test_invalid_n():
 
 
 def test_task_registry():
-    assert set(TASKS) == {"sentiment-negation", "word-copy"}
+    assert set(TASKS) == {"sentiment-negation", "word-copy", "word-reverse"}
     for name, spec in TASKS.items():
         assert isinstance(spec, TaskSpec)
         assert spec.name == name
@@ -149,3 +149,11 @@ def test_no_heavy_imports():
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module.split(".")[0])
     assert not names & {"torch", "numpy", "transformers", "datasets", "peft"}
+
+
+def test_word_reverse_reverses_the_words_of_word_copy():
+    copy, rev = word_copy(200, 3), word_reverse(200, 3)
+    for c, r in zip(copy, rev):
+        assert r["input"] == "reverse: " + c["output"]  # the same words, drawn from the same seed
+        assert r["output"].split() == c["output"].split()[::-1]
+        assert r["source"] == "builtin:word-reverse"
