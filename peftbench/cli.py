@@ -301,6 +301,67 @@ def merge_cmd(adapter: Path, out_dir: Path, base: str | None, dtype: str, rtol: 
         sys.exit(1)
 
 
+def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for v in values:
+        name, sep, rest = v.partition("=")
+        if not sep or not name or not rest:
+            raise PeftbenchError(f"{option} {v!r}: expected NAME=VALUE")
+        pairs.append((name, rest))
+    return pairs
+
+
+@main.command("blend")
+@click.option("--adapter", "adapters", multiple=True, required=True,
+              help="NAME=DIR or NAME=hub-id: a LoRA adapter to blend; give two or more, in weight order.")
+@click.option("--weights", "weights", multiple=True, required=True,
+              help="One weight per adapter, comma-separated; repeat for every blend to score (--weights 0.7,0.8).")
+@click.option("--task", "tasks", multiple=True,
+              help="NAME=SUITE.yaml: the suite that defines NAME's task, for an adapter that is not in the "
+                   "results directory of the peftbench run that trained it.")
+@click.option("--combination", type=click.Choice(["cat", "linear", "svd", "ties", "ties_svd", "dare_linear",
+                                                  "dare_ties", "magnitude_prune"]), default="cat", show_default=True,
+              help="peft's add_weighted_adapter combination (cat: the exact weighted sum of the updates).")
+@click.option("--density", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="Fraction kept by the ties/dare/magnitude_prune combinations.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def blend_cmd(adapters, weights, tasks, combination, density, as_json) -> None:
+    """Blend LoRA adapters at several weights and score every blend on every adapter's own task."""
+    import json
+
+    from rich.table import Table
+
+    task_files = {name: Path(v) for name, v in _pairs(tasks, "--task")}
+    weight_sets = []
+    for w in weights:
+        try:
+            weight_sets.append([float(x) for x in w.split(",")])
+        except ValueError:
+            raise PeftbenchError(f"--weights {w!r}: expected comma-separated numbers") from None
+    from .blend import blend, source_from
+
+    sources = [source_from(name, path, task_files.get(name)) for name, path in _pairs(adapters, "--adapter")]
+    unknown = set(task_files) - {s.name for s in sources}
+    if unknown:
+        raise PeftbenchError(f"--task names an adapter that is not given: {', '.join(sorted(unknown))}")
+    rows = blend(sources, weight_sets, combination, density)
+    if as_json:
+        click.echo(json.dumps({"combination": combination, "blends": [r.__dict__ for r in rows]}))
+        return
+    table = Table(title=f"blends ({combination}): each adapter's task scored at every weight set",
+                  title_justify="left", header_style="bold")
+    for s in sources:
+        table.add_column(f"w {s.name}", justify="right")
+    for s in sources:
+        table.add_column(f"{s.name}: perplexity", justify="right")
+        table.add_column(f"{s.name}: exact match", justify="right")
+    for r in rows:
+        table.add_row(*(f"{r.weights[s.name]:g}" for s in sources),
+                      *(x for s in sources for x in (f"{r.scores[s.name]['perplexity']:,.2f}",
+                                                     f"{r.scores[s.name]['exact_match']:.3f}")))
+    out.print(table)
+
+
 class _progress:
     """Rich live progress on a terminal; one plain line per event otherwise (CI logs, pipes)."""
 
