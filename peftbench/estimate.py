@@ -452,6 +452,9 @@ def estimate_run(suite: dict[str, Any], method: str, settings: dict[str, Any], c
     if config is None:
         config = catalog.resolve(model["name"], model.get("config_overrides"), model.get("revision")).config
     arch = arch_from_config(config, model["task"], model.get("num_labels", 2))
+    from dataclasses import replace
+
     m = registry.get(method)
-    fp = m.footprint(arch, m.Settings.model_validate(settings))
-    return estimate(arch, fp, workload_for_suite(suite, device))
+    validated = m.Settings.model_validate(settings)
+    w = workload_for_suite(suite, device)
+    return estimate(arch, m.footprint(arch, validated), replace(w, grad_ckpt=m.gradient_checkpointing(validated, w.grad_ckpt)))

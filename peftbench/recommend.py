@@ -95,6 +95,7 @@ class Candidate:
     mergeable: bool
     quantized: bool
     extra_positions: bool
+    grad_ckpt_ok: bool  # peft supports gradient checkpointing with this method
 
     @property
     def rank(self) -> int | None:
@@ -274,7 +275,7 @@ def candidates(arch: Arch) -> list[Candidate]:
                 method=m.name, settings=dumped, label=_label(m.name, label_settings), footprint=fp,
                 prior=m.advice.prior, prior_why=m.advice.why, learning_rate=m.advice.learning_rate,
                 mergeable=m.traits.mergeable, quantized=m.traits.quantized_base,
-                extra_positions=bool(m.traits.extra_positions)))
+                extra_positions=bool(m.traits.extra_positions), grad_ckpt_ok=m.traits.gradient_checkpointing))
     return out
 
 
@@ -284,7 +285,7 @@ def _workloads(cand: Candidate, req: Request):
     strategy = "fsdp" if cand.footprint.full and req.gpus > 1 else "ddp"
     optimizers = ("adamw", "adamw8bit") if cand.footprint.full else ("adamw",)
     for opt in optimizers:
-        for gc in (False, True):
+        for gc in (False, True) if cand.grad_ckpt_ok else (False,):
             for b in BATCHES:
                 yield Workload(batch=b, seq_len=req.seq_len, precision="bf16", grad_ckpt=gc, optimizer=opt,
                                gpus=req.gpus, strategy=strategy, device="cuda",

@@ -176,6 +176,8 @@ def _method_runs(entries: list[dict[str, Any]]) -> tuple[list[RunPlan], list[str
             continue
         if settings.enabled:
             runs.extend(method.expand(settings))
+            if not method.traits.gradient_checkpointing and settings.gradient_checkpointing:
+                problems.append(f"methods[{i}] ({name}): does not work with gradient checkpointing")
     seen: set[str] = set()
     for run in runs:
         if run.name in seen:
@@ -201,6 +203,13 @@ def _cross_checks(suite: Suite) -> list[str]:
                         "the steps left out of train_s")
     if t.precision == "fp16-mixed" and t.device == "cpu":
         problems.append("training.precision: fp16-mixed needs CUDA, but training.device is cpu")
+    if t.gradient_checkpointing:
+        for i, entry in enumerate(suite.methods):
+            method = registry.load_all().get(entry.get("method")) if isinstance(entry, dict) else None
+            if method and not method.traits.gradient_checkpointing and entry.get("gradient_checkpointing") is None:
+                problems.append(f"methods[{i}] ({method.name}): does not work with gradient checkpointing, which "
+                                "training.gradient_checkpointing turns on; set gradient_checkpointing: false in "
+                                "this entry")
     return problems
 
 

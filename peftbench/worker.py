@@ -325,6 +325,7 @@ def run(spec: dict[str, Any], record: RunRecord) -> RunRecord:
     path = models.model_path(suite.model)
     tokenizer = models.load_tokenizer(suite.model, path)
     ctx = make_context(suite, path)
+    ctx.gradient_checkpointing = method.gradient_checkpointing(settings, suite.training.gradient_checkpointing)
     record.device = device_name(ctx.device)
     record.est_peak_mib = predicted_peak_mib(spec, ctx)
     max_len = suite.training.max_length

@@ -134,3 +134,30 @@ def test_suite_hash_changes_with_content(tmp_path, tiny_cls):
     tiny_cls["training"]["steps"] = 4
     b = load_suite(write_suite(tmp_path, tiny_cls, "b.yaml"))
     assert a.sha256 != b.sha256 and len(a.sha256) == 64
+
+
+def test_prefix_tuning_cannot_checkpoint(tiny_causal):
+    """peft raises for prefix tuning under gradient checkpointing: the suite says so before anything runs."""
+    tiny_causal["training"]["gradient_checkpointing"] = True
+    tiny_causal["methods"] = [{"method": "prefix"}, {"method": "lora"}]
+    with pytest.raises(SuiteError, match=r"methods\[0\] \(prefix\): does not work with gradient checkpointing.*"
+                                         r"set gradient_checkpointing: false"):
+        parse_suite(tiny_causal)
+    tiny_causal["methods"][0]["gradient_checkpointing"] = False  # the entry's own setting wins
+    suite, runs = parse_suite(tiny_causal)
+    assert [r.name for r in runs] == ["prefix", "lora-r8"]
+    tiny_causal["training"]["gradient_checkpointing"] = False
+    tiny_causal["methods"][0]["gradient_checkpointing"] = True
+    with pytest.raises(SuiteError, match="does not work with gradient checkpointing"):
+        parse_suite(tiny_causal)
+
+
+def test_an_entry_can_turn_checkpointing_off_in_the_estimate():
+    from peftbench.estimate import estimate_run
+
+    suite = {"model": {"name": "llama-2-7b", "task": "causal_lm"},
+             "training": {"batch_size": 4, "max_length": 512, "precision": "bf16", "gradient_checkpointing": True,
+                          "device": "cuda"}}
+    on = estimate_run(suite, "lora", {"method": "lora"})
+    off = estimate_run(suite, "lora", {"method": "lora", "gradient_checkpointing": False})
+    assert off.breakdown["activations"] > 4 * on.breakdown["activations"]

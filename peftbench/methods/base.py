@@ -23,6 +23,9 @@ class MethodSettings(BaseModel):
 
     method: str = Field(description="registered method name")
     learning_rate: PositiveFloat | None = Field(None, description="overrides training.learning_rate for this method")
+    gradient_checkpointing: bool | None = Field(
+        None, description="overrides training.gradient_checkpointing for this method (e.g. prefix tuning cannot use it)"
+    )
     enabled: bool = Field(True, description="false keeps the entry in the file but runs nothing")
 
 
@@ -32,6 +35,7 @@ class Traits:
     quantized_base: bool  # base weights are loaded quantized
     extra_positions: str = ""  # how it lengthens sequences, e.g. "+n virtual tokens", "" when it does not
     needs_cuda: bool = False
+    gradient_checkpointing: bool = True  # works with gradient checkpointing (peft's prefix tuning does not)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ class Method:
     def after_optimizer_step(self, model: Any, step: int) -> None:
         """Called after every optimizer step, before the gradients are cleared (AdaLoRA allocates its rank budget
         here). Default: nothing."""
+
+    def gradient_checkpointing(self, settings: MethodSettings, suite_gc: bool) -> bool:
+        """The entry's own gradient_checkpointing if set, else the suite's."""
+        return settings.gradient_checkpointing if settings.gradient_checkpointing is not None else suite_gc
 
     def learning_rate(self, settings: MethodSettings, suite_lr: float | None) -> float:
         """The entry's own rate, else the suite's training.learning_rate, else this method's default."""

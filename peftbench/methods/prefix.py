@@ -17,7 +17,9 @@ class PrefixSettings(MethodSettings):
 class Prefix(Method):
     name = "prefix"
     summary = "prefix tuning: trained key/value prefix in every layer"
-    traits = Traits(mergeable=False, quantized_base=False, extra_positions="+num_virtual_tokens KV positions per layer")
+    # peft raises "PREFIX_TUNING does not work with gradient checkpointing" (its prefix is passed as a KV cache)
+    traits = Traits(mergeable=False, quantized_base=False, extra_positions="+num_virtual_tokens KV positions per layer",
+                    gradient_checkpointing=False)
     Settings = PrefixSettings
     default_learning_rate = 1e-2
     advice = Advice(
