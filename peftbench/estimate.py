@@ -216,6 +216,8 @@ class Footprint:
     largest_trainable: int = 0  # elements of the largest trainable tensor (CPU optimizer temporaries)
     weight_copies: int = 0  # elements per block of frozen weights cast to fp32 and saved for backward (16-bit bases)
     transient_fp32: int = 0  # elements of the largest fp32 temporary the method makes in a step (DoRA's norms)
+    saved_per_block: int = 0  # elements per block saved for backward in the adapter dtype (LoHa/LoKr's full update)
+    extra_state: int = 0  # fp32 elements of state the method keeps across steps (AdaLoRA's importance scores)
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,7 @@ COMPONENTS = {
     "weights": "model weights (QLoRA: NF4 block linears, 8-bit LoRA: int8, + the rest in fp32)",
     "adapters": "weights the method adds (fp32 unless --adapter-dtype model)",
     "gradients": "gradients of the trainable parameters",
-    "optimizer_states": "optimizer state (AdamW: two moments per trainable parameter)",
+    "optimizer_states": "optimizer state (AdamW: two moments per trainable parameter; AdaLoRA's scores)",
     "optimizer_step_temp": "temporaries of the optimizer step",
     "activations": "tensors saved for backward",
     "logits_loss": "logits, log-softmax and their gradients (causal LM loss)",
@@ -360,7 +362,7 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     if w.optimizer == "paged_adamw8bit":
         notes.append("paged optimizer states live in CUDA unified memory, outside the allocator: not in the peak")
         opt_b = 0.0
-    opt_states = fp.trainable * opt_b
+    opt_states = fp.trainable * opt_b + fp.extra_state * 4
     grads = fp.trainable * grad_b
     # Optimizer-step temporaries: torch's foreach AdamW (the CUDA default) makes one state-sized temporary for all
     # tensors at once; the single-tensor loop (the CPU default) two of the largest tensor at a time (measured on
@@ -390,8 +392,10 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     activations += tokens * (4 * arch.hidden if arch.norm == "rms" else ab * arch.hidden)  # final norm input
     if fp.kv_prefix:
         activations += w.batch * arch.layers * 2 * fp.kv_prefix * arch.kv_dim * ab  # the prefix keys/values
-    if fp.weight_copies and wb == 2:  # fp32 copies of 16-bit weights kept for backward (one block under checkpointing)
-        activations += fp.weight_copies * 4 * (1 if w.grad_ckpt else arch.layers)
+    blocks_alive = 1 if w.grad_ckpt else arch.layers  # per-block terms: every block, or one under checkpointing
+    if fp.weight_copies and wb == 2:  # fp32 copies of 16-bit weights kept for backward
+        activations += fp.weight_copies * 4 * blocks_alive
+    activations += fp.saved_per_block * adapter_b * blocks_alive
     if w.precision == "mixed":  # autocast's 16-bit copies of the linear weights, saved from forward to backward
         activations += 2 * arch.block_linear_params
         notes.append("mixed precision: 16-bit copies of the linear weights held from forward to backward")

@@ -1,0 +1,239 @@
+"""LoHa, LoKr, VeRA and AdaLoRA: each analytic count (its `footprint`) against peft on the meta device
+(peftbench/exact.py), hand-checked counts, and AdaLoRA's schedule and training-time behaviour on a tiny model."""
+
+from __future__ import annotations
+
+import pytest
+
+from peftbench import catalog
+from peftbench.estimate import _LORA_DEFAULTS, SUPPORTED_MODEL_TYPES, arch_from_config
+
+from .conftest import TINY_CAUSAL
+
+torch = pytest.importorskip("torch")
+
+from peftbench.exact import arch_counts, exact_counts
+
+SETTINGS = [
+    {"method": "loha", "ranks": [8]},
+    {"method": "loha", "ranks": [4], "target_modules": "all-linear"},
+    {"method": "loha", "ranks": [16], "target_modules": ["q_proj", "o_proj", "down_proj"]},
+    {"method": "lokr", "ranks": [8]},
+    {"method": "lokr", "ranks": [2], "target_modules": "all-linear"},  # W2 a rank-2 product everywhere
+    {"method": "lokr", "ranks": [64], "target_modules": ["q_proj", "o_proj", "down_proj"]},  # W2 full where r >= dim/2
+    {"method": "lokr", "ranks": [4], "decompose_both": True, "decompose_factor": 256, "target_modules": "all-linear"},
+    {"method": "lokr", "ranks": [4], "decompose_both": True, "decompose_factor": 8, "target_modules": "all-linear"},
+    {"method": "vera"},
+    {"method": "vera", "rank": 64, "target_modules": "all-linear"},  # one A, B for q/k/v/o/gate/up/down widths
+    {"method": "adalora"},
+    {"method": "adalora", "init_rank": 6, "target_rank": 2, "target_modules": "all-linear"},
+    {"method": "adalora", "init_rank": 16, "target_rank": 4, "target_modules": ["q_proj", "o_proj", "down_proj"]},
+]
+CAUSAL_MODELS = ["llama-2-7b", "llama-3.2-1b", "qwen2.5-0.5b", "phi-2", "mistral-7b", "gemma-2-2b"]
+RENAME = {  # the same projections under phi's and BERT's module names
+    "phi": {"o_proj": "dense", "down_proj": "fc2"},
+    "bert": {"q_proj": "query", "o_proj": "attention.output.dense", "down_proj": "intermediate.dense"},
+}
+
+
+def _for(model_type: str, settings: dict) -> dict:
+    names = RENAME.get(model_type)
+    if names and isinstance(settings.get("target_modules"), list):
+        return {**settings, "target_modules": [names.get(t, t) for t in settings["target_modules"]]}
+    return settings
+
+
+def _mismatches(cfg: dict, task: str, labels: int = 2) -> list:
+    arch = arch_from_config(cfg, task, labels)
+    wrong = []
+    for s in (_for(cfg["model_type"], s) for s in SETTINGS):
+        analytic, exact = arch_counts(arch, s["method"], s), exact_counts(cfg, task, s["method"], s, labels)
+        if analytic != exact:
+            wrong.append((s, analytic, exact))
+    return wrong
+
+
+@pytest.mark.parametrize("model", CAUSAL_MODELS)
+def test_analytic_counts_equal_peft_on_the_meta_device(model):
+    assert not _mismatches(catalog.resolve(model).config, "causal_lm")
+
+
+@pytest.mark.parametrize(("model", "labels"), [("builtin:minilm", 2), ("llama-3.2-1b", 3), ("qwen2.5-0.5b", 2)])
+def test_classification_counts_equal_peft(model, labels):
+    assert not _mismatches(catalog.resolve(model).config, "classification", labels)
+
+
+def test_tiny_llama_of_the_integration_tests_counts():
+    """conftest's TINY_CAUSAL: hidden 32, 2 query heads, 1 KV head, so v_proj is 32 -> 16 (VeRA slices its shared
+    projections; LoKr factorizes 16 and 32 differently)."""
+    model = TINY_CAUSAL["model"]
+    assert not _mismatches(catalog.resolve(model["name"], model["config_overrides"]).config, "causal_lm")
+
+
+# ---- hand-checked counts ---------------------------------------------------------------------------------------
+
+LLAMA2_7B_BASE = 6_738_415_616  # 6,742,609,920 with LoRA r8 on q,v (4,194,304): tests/test_estimate_exact.py
+
+
+@pytest.mark.parametrize(("settings", "trainable", "added"), [
+    # q_proj and v_proj are 4096 x 4096, in 32 blocks: 64 wrapped linears
+    ({"method": "loha", "ranks": [8]}, 64 * 2 * 8 * (4096 + 4096), None),  # two rank-8 pairs: twice LoRA r8
+    # 4096 = 64 x 64: W1 64 x 64 (4096); 8 < 64/2, so W2 = 64 x 8 + 8 x 64 (1024)
+    ({"method": "lokr", "ranks": [8]}, 64 * (64 * 64 + 2 * 8 * 64), None),
+    ({"method": "vera"}, 64 * (256 + 4096), None),  # lambda_d (r) + lambda_b (d_out); A and B are buffers
+    # A 12 x 4096, B 4096 x 12, E 12 x 1 trainable; ranknum (1) frozen but counted in the total
+    ({"method": "adalora"}, 64 * 12 * (4096 + 4096 + 1), 64 * 12 * (4096 + 4096 + 1) + 64),
+])
+def test_llama_2_7b_counts_by_hand(settings, trainable, added):
+    cfg = catalog.resolve("llama-2-7b").config
+    added = trainable if added is None else added
+    assert exact_counts(cfg, "causal_lm", settings["method"], settings) == (trainable, LLAMA2_7B_BASE + added)
+    assert arch_counts(arch_from_config(cfg), settings["method"], settings) == (trainable, LLAMA2_7B_BASE + added)
+
+
+def test_tiny_llama_lokr_by_hand():
+    """q_proj 32 -> 32: 32 = 4 x 8 both ways, W1 4 x 4, and r = 8 is not below max(8, 8)/2, so W2 is a full 8 x 8.
+    v_proj 32 -> 16: out 16 = 4 x 4, in 32 = 4 x 8: W1 4 x 4, W2 4 x 8. Two blocks."""
+    model = TINY_CAUSAL["model"]
+    cfg = catalog.resolve(model["name"], model["config_overrides"]).config
+    s = {"method": "lokr", "ranks": [8]}
+    trainable = 2 * ((4 * 4 + 8 * 8) + (4 * 4 + 4 * 8))
+    assert trainable == 256
+    assert exact_counts(cfg, "causal_lm", "lokr", s)[0] == arch_counts(arch_from_config(cfg), "lokr", s)[0] == trainable
+
+
+def test_minilm_loha_by_hand():
+    """MiniLM-L6: 6 layers, query and value 384 x 384, LoHa r4: 2 x 4 x (384 + 384) each, plus the 384 -> 2 head."""
+    cfg = catalog.resolve("builtin:minilm").config
+    s = {"method": "loha", "ranks": [4]}
+    trainable = 6 * 2 * 2 * 4 * (384 + 384) + (384 * 2 + 2)
+    assert exact_counts(cfg, "classification", "loha", s)[0] == trainable == 74_498
+    assert arch_counts(arch_from_config(cfg, "classification"), "loha", s)[0] == trainable
+
+
+def test_factorization_is_peft_s():
+    from peft.tuners.lokr.layer import factorization as peft_factorization
+
+    from peftbench.methods.lokr import factorization
+
+    dims = [*range(1, 700), 896, 1536, 2048, 2560, 3072, 3584, 4096, 5632, 8192, 10240, 11008, 14336, 18944]
+    for factor in (-1, 1, 2, 4, 8, 16, 64, 256, 7):
+        for d in dims:
+            assert factorization(d, factor) == peft_factorization(d, factor), (d, factor)
+
+
+def test_default_targets_are_peft_s():
+    """VeRA's defaults are LoRA's except phi; AdaLoRA's are LoRA's (peft lists none for mistral and phi, where
+    prepare passes LoRA's)."""
+    from peft.utils.constants import (
+        TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING as ADALORA,
+    )
+    from peft.utils.constants import (
+        TRANSFORMERS_MODELS_TO_LOHA_TARGET_MODULES_MAPPING as LOHA,
+    )
+    from peft.utils.constants import (
+        TRANSFORMERS_MODELS_TO_LOKR_TARGET_MODULES_MAPPING as LOKR,
+    )
+    from peft.utils.constants import (
+        TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING as VERA,
+    )
+
+    from peftbench.methods.adalora import default_targets
+    from peftbench.methods.vera import VERA_DEFAULTS
+
+    for mt in SUPPORTED_MODEL_TYPES:
+        assert set(LOHA[mt]) == set(LOKR[mt]) == set(_LORA_DEFAULTS[mt]), mt
+        assert set(VERA[mt]) == set(VERA_DEFAULTS.get(mt, _LORA_DEFAULTS[mt])), mt
+        ours = default_targets(mt)
+        assert set(ADALORA[mt] if ours is None else ours) == set(_LORA_DEFAULTS[mt]), mt
+    assert default_targets("mistral") is not None and default_targets("llama") is None
+
+
+# ---- AdaLoRA's schedule and training ---------------------------------------------------------------------------
+
+
+def test_adalora_schedule_is_valid_for_every_run_length():
+    from peft import AdaLoraConfig
+
+    from peftbench.methods.adalora import AdaLoraSettings, schedule
+
+    for settings in (AdaLoraSettings(method="adalora"), AdaLoraSettings(method="adalora", tinit=0.3, tfinal=0.69)):
+        for steps in range(1, 60):
+            total, tinit, tfinal = schedule(settings, steps)
+            assert total == steps and tinit < total - tfinal
+            assert steps < 2 or total - tfinal >= 2  # a sensitivity update before the forced final mask
+            AdaLoraConfig(init_r=12, target_r=8, total_step=total, tinit=tinit, tfinal=tfinal)  # peft accepts it
+    assert schedule(AdaLoraSettings(method="adalora"), 5000) == (5000, 200, 500)  # peft's MetaMathQA schedule
+
+
+@pytest.mark.parametrize("bad", [{"target_rank": 12}, {"init_rank": 4, "target_rank": 8}, {"tinit": 0.5, "tfinal": 0.5}])
+def test_adalora_settings_reject_impossible_schedules(bad):
+    from pydantic import ValidationError
+
+    from peftbench.methods.adalora import AdaLoraSettings
+
+    with pytest.raises(ValidationError):
+        AdaLoraSettings(method="adalora", **bad)
+
+
+def _tiny_llama(dtype):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    fields = dict(catalog.resolve("builtin:tiny-llama", TINY_CAUSAL["model"]["config_overrides"]).config)
+    fields.update(vocab_size=128)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(fields.pop("model_type"), **fields)).to(dtype)
+
+
+def _ctx(total_steps: int, dtype=torch.float32):
+    from peftbench.worker import WorkerContext
+
+    return WorkerContext(task="causal_lm", peft_task_type="CAUSAL_LM", device=torch.device("cpu"), precision="fp32",
+                         load_dtype=dtype, compute_dtype=dtype, gradient_checkpointing=False, tokenizer_path="",
+                         total_steps=total_steps)
+
+
+def test_adalora_trains_to_the_target_budget_and_evaluates_without_the_penalty():
+    from peftbench import methods
+
+    method = methods.get("adalora")
+    settings = method.Settings(method="adalora", init_rank=4, target_rank=2)
+    batch = {"input_ids": torch.randint(0, 128, (2, 10))}
+    batch["labels"] = batch["input_ids"]
+    with torch.no_grad():
+        base = float(_tiny_llama(torch.float32)(**batch).loss)  # the same seeded weights, no adapter
+    model = method.prepare(_tiny_llama(torch.float32), settings, _ctx(3))
+    model.eval()
+    with torch.no_grad():
+        evaluated = float(model(**batch).loss)  # E = 0 at init: the same outputs, and no orthogonality penalty
+    assert evaluated == pytest.approx(base, abs=1e-6)
+    model.train()
+    with torch.no_grad():
+        assert float(model(**batch).loss) > base + 0.1  # training loss carries peft's penalty
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for step in range(1, 4):
+        model(**batch).loss.backward()
+        optimizer.step()
+        method.after_optimizer_step(model, step)
+        optimizer.zero_grad()
+    pattern = model.peft_config["default"].rank_pattern
+    assert pattern and sum(sum(kept) for kept in pattern.values()) == 2 * len(pattern)  # target_rank x modules
+    model.merge_and_unload()
+
+
+def test_adalora_one_step_run_and_16_bit_base_keep_ranknum_frozen():
+    """A 1-step run (exact.py's default total_steps) prepares and steps without allocating; on a bf16 base peft's
+    fp32 upcast would make ranknum trainable, prepare freezes it, so the count is the analytic one."""
+    from peftbench import methods
+    from peftbench.measure import count_parameters
+
+    method = methods.get("adalora")
+    settings = method.Settings(method="adalora")
+    model = method.prepare(_tiny_llama(torch.bfloat16), settings, _ctx(1, torch.bfloat16))
+    assert not any(p.requires_grad for n, p in model.named_parameters() if ".ranknum." in n)
+    cfg = dict(catalog.resolve("builtin:tiny-llama", TINY_CAUSAL["model"]["config_overrides"]).config, vocab_size=128)
+    assert count_parameters(model)[0] == method.footprint(arch_from_config(cfg), settings).trainable
+    batch = {"input_ids": torch.randint(0, 128, (2, 10))}
+    model(**batch, labels=batch["input_ids"]).loss.backward()
+    method.after_optimizer_step(model, 1)  # nothing to allocate in a 1-step run
