@@ -6,12 +6,13 @@ and a workload (batch, sequence length, precision, gradient checkpointing, optim
 shared/research/memory-model.md and was calibrated against the harness's own CPU measurements
 (benchmarks/calibrate.py; results in the README):
 
-    peak = W + S + A + Λ + G + X_step + X_tmp                      (PEFT: small gradients coexist with A)
-    peak = W + S + max(A + Λ, G + X_step) + X_tmp                  (full fine-tuning, one micro-batch per step)
-    peak = W + S + G + max(A + Λ, X_step) + X_tmp                  (full fine-tuning with gradient accumulation)
+    peak = W + S + A + max(Λ, R) + G + X_step + X_tmp              (PEFT: small gradients coexist with A)
+    peak = W + S + max(A + max(Λ, R), G + X_step) + X_tmp          (full fine-tuning, one micro-batch per step)
+    peak = W + S + G + max(A + max(Λ, R), X_step) + X_tmp          (full fine-tuning with gradient accumulation)
 
 W resident weights (quantized where the method quantizes), S trainable state that lives across steps (adapter
-weights, optimizer states), A activations saved for backward, Λ logits and loss buffers, G gradients, X_step
+weights, optimizer states), A activations saved for backward (with checkpointing: the block inputs, and R the one
+block recomputed at a time in backward), Λ logits and loss buffers, G gradients, X_step
 optimizer-step temporaries, X_tmp transient buffers (4-bit dequantisation). Gradients of a full fine-tune fill
 up while activations drain during backward, so the two sides of the max never coexist in full. The CUDA
 context (kernels, cuBLAS workspace) is outside PyTorch's allocator: it is reported apart, never in `peak`.
@@ -247,16 +248,18 @@ COMPONENTS = {
     "optimizer_states": "optimizer state (AdamW: two moments per trainable parameter; AdaLoRA's scores)",
     "optimizer_step_temp": "temporaries of the optimizer step",
     "activations": "tensors saved for backward",
+    "recompute": "with checkpointing: one block's activations, recomputed in backward",
     "logits_loss": "logits, log-softmax and their gradients (causal LM loss)",
     "transient": "short-lived buffers (4-bit dequantisation, DoRA's weight norms)",
 }
 # How the components combine into the peak (Estimate.formula says which applied).
 FORMULAS = {
-    "peft": "the sum of every component (adapter gradients coexist with the activations)",
-    "full": "weights + optimizer_states + max(activations + logits_loss, gradients + optimizer_step_temp): "
-            "gradients fill up as activations drain",
-    "full_accum": "weights + optimizer_states + gradients + max(activations + logits_loss, optimizer_step_temp): "
-                  "accumulated gradients stay through each micro-batch",
+    "peft": "the sum of every component but max(logits_loss, recompute): adapter gradients coexist with the "
+            "activations; a recomputed block comes after the loss buffers are freed",
+    "full": "weights + optimizer_states + max(activations + max(logits_loss, recompute), gradients + "
+            "optimizer_step_temp): gradients fill up as activations drain",
+    "full_accum": "weights + optimizer_states + gradients + max(activations + max(logits_loss, recompute), "
+                  "optimizer_step_temp): accumulated gradients stay through each micro-batch",
 }
 
 
@@ -385,10 +388,13 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     mask_b = 1 if w.device == "cuda" else ab
     per_layer = layer_activation_bytes(arch, fp, ab, s_kv, kv_width, mask_b, w)
     layer_input = ab * arch.hidden if w.precision != "mixed" else 4 * arch.hidden
+    # With checkpointing each block keeps only its input; in backward one block at a time is recomputed, after the
+    # loss buffers are gone, so the recomputed block and the loss buffers never coexist (measured on CPU:
+    # benchmarks/calibrate.py; summing them over-counted by one block).
     if w.grad_ckpt:
-        activations = tokens * (arch.layers * layer_input + per_layer)
+        activations, recompute = tokens * arch.layers * layer_input, tokens * per_layer
     else:
-        activations = tokens * arch.layers * per_layer
+        activations, recompute = tokens * arch.layers * per_layer, 0.0
     activations += tokens * (4 * arch.hidden if arch.norm == "rms" else ab * arch.hidden)  # final norm input
     if fp.kv_prefix:
         activations += w.batch * arch.layers * 2 * fp.kv_prefix * arch.kv_dim * ab  # the prefix keys/values
@@ -406,7 +412,8 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     transient = max(dequant, 4.0 * fp.transient_fp32)
 
     breakdown = {"weights": weights, "adapters": adapters, "gradients": grads, "optimizer_states": opt_states,
-                 "optimizer_step_temp": step_tmp, "activations": activations, "logits_loss": logits,
+                 "optimizer_step_temp": step_tmp, "activations": activations, "recompute": recompute,
+                 "logits_loss": logits,
                  "transient": transient}
     if w.gpus > 1 and fp.full and w.strategy != "ddp":
         shard = w.gpus
@@ -422,12 +429,13 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
         notes.append(f"DDP over {w.gpus} GPUs: full replica per GPU plus gradient buckets; per-GPU figure")
     b = breakdown
     formula = "full_accum" if fp.full and w.grad_accum > 1 else "full" if fp.full else "peft"
+    saved = b["activations"] + max(b["logits_loss"], b["recompute"])
     if formula == "full_accum":  # the gradients summed so far are live through every later micro-batch
-        during = b["gradients"] + max(b["activations"] + b["logits_loss"], b["optimizer_step_temp"])
+        during = b["gradients"] + max(saved, b["optimizer_step_temp"])
     elif formula == "full":
-        during = max(b["activations"] + b["logits_loss"], b["gradients"] + b["optimizer_step_temp"])
+        during = max(saved, b["gradients"] + b["optimizer_step_temp"])
     else:
-        during = b["activations"] + b["logits_loss"] + b["gradients"] + b["optimizer_step_temp"]
+        during = saved + b["gradients"] + b["optimizer_step_temp"]
     peak = b["weights"] + b["adapters"] + b["optimizer_states"] + during + b["transient"]
     ctx = CUDA_CONTEXT_GIB * GIB if w.device == "cuda" else 0.0
     return Estimate(fp.trainable, total_params, peak, ctx, breakdown, notes, formula)
