@@ -66,6 +66,7 @@ def list_methods() -> None:
         traits += ["quantized base"] if t.quantized_base else []
         traits += [t.extra_positions] if t.extra_positions else []
         traits += ["needs CUDA"] if t.needs_cuda else []
+        traits += ["no gradient checkpointing"] if not t.gradient_checkpointing else []
         table.add_row(m.name, m.summary, "; ".join(traits), m.describe_settings())
     out.print(table)
     tasks = Table(title="built-in datasets", title_justify="left", header_style="bold")
