@@ -213,11 +213,13 @@ def plan(suite_file: Path, gpu_gb: float | None, as_json: bool) -> None:
     """Every run of SUITE_FILE: exact parameter counts (meta device, no download) and predicted peak memory."""
     import json
 
+    from .exact import skip_bitsandbytes
     from .plan import plan_suite
     from .report import plan_table
     from .suite import load_suite
 
     loaded = load_suite(suite_file)
+    skip_bitsandbytes()  # this process only counts parameters
     rows = plan_suite(loaded, gpu_gb)
     if as_json:
         click.echo(json.dumps({"suite": loaded.suite.name, "gpu_gb": gpu_gb, "runs": [r.to_json() for r in rows]}))

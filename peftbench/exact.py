@@ -15,6 +15,20 @@ from .estimate import Arch
 from .models import quiet_libraries
 
 
+def skip_bitsandbytes() -> None:
+    """For a process that only counts (`peftbench plan`): make peft and transformers see no bitsandbytes.
+
+    Counting builds QLoRA unquantized (see the module docstring), so it never needs bitsandbytes, and importing it
+    costs about 1.5 s of `plan`'s 15 s budget (its ops compile hooks import torch._dynamo). `importlib.util.find_spec`
+    answers None for a name whose sys.modules entry is None, which is how both libraries probe for it. Never call
+    this in a process that may train (the worker, the tests): it hides bitsandbytes for the rest of the process.
+    """
+    import sys
+
+    if "bitsandbytes" not in sys.modules:
+        sys.modules["bitsandbytes"] = None
+
+
 def meta_model(config: dict[str, Any], task: str, num_labels: int = 2):
     """The architecture of `config` on the meta device, with the head `task` needs."""
     quiet_libraries()
