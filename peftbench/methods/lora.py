@@ -56,6 +56,20 @@ def lora_footprint(arch, settings: LoraSettings, quantized: bool = False, int8: 
                      saved=tuple(saved), largest_trainable=largest)
 
 
+def quantized_lora(model, settings: LoraSettings, ctx):
+    """LoRA on a bitsandbytes-quantized base: peft's k-bit preparation (the rest cast to fp32, input gradients on,
+    checkpointing as the run asks), then the adapters."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=ctx.gradient_checkpointing)
+    return get_peft_model(model, lora_config(settings, ctx))
+
+
+def unquantized_heads(ctx) -> list[str] | None:
+    """Modules bitsandbytes must leave alone: a classification head is new and stays trainable in full precision."""
+    return ["classifier", "pooler", "score"] if ctx.task == "classification" else None
+
+
 def expand_ranks(method: Method, settings: LoraSettings) -> list[RunPlan]:
     """A run per rank, named '<method>-r<rank>'."""
     plans = []

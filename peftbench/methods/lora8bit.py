@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from . import register
 from .base import Traits
-from .lora import Lora, lora_config, lora_footprint
+from .lora import Lora, lora_footprint, quantized_lora, unquantized_heads
 
 
 @register
@@ -25,13 +25,9 @@ class Lora8bit(Lora):
         return {
             "quantization_config": BitsAndBytesConfig(
                 load_in_8bit=True,
-                # the classification head is new and must stay trainable in full precision
-                llm_int8_skip_modules=["classifier", "pooler", "score"] if ctx.task == "classification" else None,
+                llm_int8_skip_modules=unquantized_heads(ctx),
             )
         }
 
     def prepare(self, model, settings, ctx):
-        from peft import get_peft_model, prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=ctx.gradient_checkpointing)
-        return get_peft_model(model, lora_config(settings, ctx))
+        return quantized_lora(model, settings, ctx)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from . import register
 from .base import Advice, Method, Traits
-from .lora import LoraSettings, expand_ranks, lora_config, lora_footprint
+from .lora import LoraSettings, expand_ranks, lora_footprint, quantized_lora, unquantized_heads
 
 
 @register
@@ -41,13 +41,9 @@ class QLora(Method):
                 bnb_4bit_quant_type="nf4",
                 bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=ctx.compute_dtype,
-                # the classification head is new and must stay trainable in full precision
-                llm_int8_skip_modules=["classifier", "pooler", "score"] if ctx.task == "classification" else None,
+                llm_int8_skip_modules=unquantized_heads(ctx),
             )
         }
 
     def prepare(self, model, settings, ctx):
-        from peft import get_peft_model, prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=ctx.gradient_checkpointing)
-        return get_peft_model(model, lora_config(settings, ctx))
+        return quantized_lora(model, settings, ctx)
