@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PeftbenchError
+from .merge import read_adapter_config
 
 COMBINATIONS = ("cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "magnitude_prune")
 
@@ -70,10 +71,9 @@ def check(sources: list[Source], weight_sets: list[list[float]]) -> None:
     for s in sources:
         local = Path(s.adapter).expanduser()
         if local.is_dir():
-            cfg = json.loads((local / "adapter_config.json").read_text()) if (local / "adapter_config.json").is_file() else {}
-            if cfg.get("peft_type") != "LORA":
-                raise PeftbenchError(f"adapter {s.name}: {cfg.get('peft_type') or 'no adapter_config.json'}; "
-                                     "blends combine LoRA adapters")
+            peft_type = read_adapter_config(local).get("peft_type")
+            if peft_type != "LORA":
+                raise PeftbenchError(f"adapter {s.name}: {peft_type}; blends combine LoRA adapters")
         elif s.adapter.startswith((".", "/", "~")):
             raise PeftbenchError(f"adapter {s.name}: directory not found: {s.adapter}")
 

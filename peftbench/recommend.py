@@ -28,6 +28,7 @@ from . import catalog
 from . import methods as registry
 from .errors import PeftbenchError
 from .estimate import CUDA_CONTEXT_GIB, Arch, Estimate, Footprint, Workload, arch_from_config, estimate
+from .methods.base import Advice, Traits
 
 DEFAULT_SEQ_LEN = 512  # tokens per sequence when --seq-len is not given: a typical instruction-tuning sample
 MARGIN_FRACTION = 0.10  # of the budget: allocator slack (reserved - allocated, 0-10%) and the estimate's error
@@ -89,13 +90,8 @@ class Candidate:
     settings: dict[str, Any]  # validated method settings, `method` included
     label: str
     footprint: Footprint
-    prior: float
-    prior_why: str
-    learning_rate: float
-    mergeable: bool
-    quantized: bool
-    extra_positions: bool
-    grad_ckpt_ok: bool  # peft supports gradient checkpointing with this method
+    advice: Advice  # the method's: prior, why, learning rate, proxy
+    traits: Traits  # the method's: mergeable, quantized base, extra positions, gradient checkpointing
 
     @property
     def rank(self) -> int | None:
@@ -132,7 +128,7 @@ class Option:
             cfg["alpha"] = cfg.get("alpha") or 2 * cfg["rank"]
         cfg.update(batch_size=w.batch, gradient_accumulation=w.grad_accum,
                    gradient_checkpointing=w.grad_ckpt, precision=w.precision, optimizer=w.optimizer,
-                   learning_rate=self.cand.learning_rate, seq_len=w.seq_len)
+                   learning_rate=self.cand.advice.learning_rate, seq_len=w.seq_len)
         if w.gpus > 1:
             cfg.update(gpus=w.gpus, strategy=w.strategy)
         return cfg
@@ -200,7 +196,7 @@ RULES: tuple[Rule, ...] = (
          f"{CURVE}: IA3 0.670 / 0.902 / 1.000 at 50 / 200 / 1,000 examples, the best or tied at each; Liu et al. "
          "2022 (T-Few): IA3 in the few-shot regime",
          lambda req, arch: req.examples < SMALL_DATA,
-         lambda o, req, arch: 0.75 if _few_params(o, arch) and not o.cand.extra_positions else 0.0),
+         lambda o, req, arch: 0.75 if _few_params(o, arch) and not o.cand.traits.extra_positions else 0.0),
     Rule("few-parameter-methods-trail-with-data",
          "from 10,000 examples, methods that train under 0.1% of the weights (IA3, prompt and prefix tuning) "
          "fall behind LoRA and full fine-tuning",
@@ -219,7 +215,7 @@ RULES: tuple[Rule, ...] = (
          f"model tuning at the 11B XXL size; {MC}: prompt 0.253 and prefix 0.147 on a 3B model; {CURVE}: prompt "
          "tuning at chance at every size, prefix 0.87-0.89 where the others reach 0.99",
          lambda req, arch: arch.total_params < 10e9,
-         lambda o, req, arch: -2.0 if o.cand.extra_positions else 0.0),
+         lambda o, req, arch: -2.0 if o.cand.traits.extra_positions else 0.0),
     Rule("priority-memory",
          "--priority memory: the smaller the share of the budget a candidate needs at its leanest (batch 1, "
          "checkpointing), the better (up to -2)",
@@ -233,13 +229,13 @@ RULES: tuple[Rule, ...] = (
          "transformers docs: checkpointing ~20% slower; Raschka 2023 (LoRA insights): QLoRA 10,060 s vs LoRA "
          f"6,686 s; {MC}: full fine-tuning 3,111 s vs LoRA r64 1,853 s",
          lambda req, arch: req.priority == "speed",
-         lambda o, req, arch: -(0.5 * o.workload.grad_ckpt + 1.0 * o.cand.quantized + 1.5 * o.cand.footprint.full)),
+         lambda o, req, arch: -(0.5 * o.workload.grad_ckpt + 1.0 * o.cand.traits.quantized_base + 1.5 * o.cand.footprint.full)),
     Rule("priority-latency",
          "--priority latency: methods that lengthen every sequence cost latency forever (-1.5); other "
          "non-mergeable methods -0.5; merged LoRA/IA3 cost nothing",
          "Hu et al. 2021 (LoRA): no inference latency once merged; peftbench latency_ms_p50 per method (README)",
          lambda req, arch: req.priority == "latency",
-         lambda o, req, arch: -1.5 if o.cand.extra_positions else (0.0 if o.cand.mergeable else -0.5)),
+         lambda o, req, arch: -1.5 if o.cand.traits.extra_positions else (0.0 if o.cand.traits.mergeable else -0.5)),
     Rule("priority-adapter-size",
          "--priority adapter-size: -1 per tenfold more trained parameters to store and serve (from 1M)",
          "adapter size is proportional to trainable parameters (peftbench adapter_size_mb)",
@@ -285,9 +281,7 @@ def candidates(arch: Arch) -> list[Candidate]:
                                              if "ranks" in proposal and "target_modules" not in proposal else {})}
             out.append(Candidate(
                 method=m.name, settings=dumped, label=_label(m.name, label_settings), footprint=fp,
-                prior=m.advice.prior, prior_why=m.advice.why, learning_rate=m.advice.learning_rate,
-                mergeable=m.traits.mergeable, quantized=m.traits.quantized_base,
-                extra_positions=bool(m.traits.extra_positions), grad_ckpt_ok=m.traits.gradient_checkpointing))
+                advice=m.advice, traits=m.traits))
     return out
 
 
@@ -297,7 +291,7 @@ def _workloads(cand: Candidate, req: Request):
     strategy = "fsdp" if cand.footprint.full and req.gpus > 1 else "ddp"
     optimizers = ("adamw", "adamw8bit") if cand.footprint.full else ("adamw",)
     for opt in optimizers:
-        for gc in (False, True) if cand.grad_ckpt_ok else (False,):
+        for gc in (False, True) if cand.traits.gradient_checkpointing else (False,):
             for b in BATCHES:
                 yield Workload(batch=b, seq_len=req.seq_len, precision="bf16", grad_ckpt=gc, optimizer=opt,
                                gpus=req.gpus, strategy=strategy, device="cuda",
@@ -339,13 +333,12 @@ def load_measured(results: Path, task: str):
     if not records:
         raise PeftbenchError(f"--results {results}: no finished run with an evaluation score")
     try:
-        measured_task = store.manifest()["resolved_suite"]["model"]["task"]
+        model = store.manifest()["resolved_suite"]["model"]
     except (OSError, KeyError, ValueError):
-        measured_task = None
-    if measured_task and measured_task != task:
-        raise PeftbenchError(f"--results {results} was measured on task {measured_task}, but --task asks for {task}")
-    model = (store.manifest().get("resolved_suite") or {}).get("model", {}).get("name") if measured_task else None
-    return records, model
+        model = {}
+    if model.get("task") and model["task"] != task:
+        raise PeftbenchError(f"--results {results} was measured on task {model['task']}, but --task asks for {task}")
+    return records, model.get("name")
 
 
 def _apply_measured(options: list[Option], records: list) -> None:
@@ -363,9 +356,9 @@ def _apply_measured(options: list[Option], records: list) -> None:
     best = max(value(r) for r in usable)
     unmeasured = []
     for o in options:
-        advice = registry.get(o.cand.method).advice
+        proxy = o.cand.advice.proxy
         same = [r for r in usable if r.method_type == o.cand.method] or \
-            [r for r in usable if advice and advice.proxy and r.method_type == advice.proxy]
+            [r for r in usable if proxy and r.method_type == proxy]
         if not same:
             unmeasured.append(o)
             continue
@@ -408,7 +401,7 @@ class Recommendation:
             return (f"{o.cand.label}: {need} even at {leanest}, over the usable {self.budget.usable_gib:,.1f} GiB of "
                     f"the {self.budget.gpu_gib:g} GiB budget")
         effects = ", ".join(f"{name} {d:+.2f}" for name, d in o.effects if d) or "no rule changed it"
-        text = f"{o.cand.label}: fits ({need}); score {o.score:+.2f} (prior {o.cand.prior:+.2f}; {effects})"
+        text = f"{o.cand.label}: fits ({need}); score {o.score:+.2f} (prior {o.cand.advice.prior:+.2f}; {effects})"
         if self.chosen is not None and o is not self.chosen:
             text += f"; below {self.chosen.cand.label} ({self.chosen.score:+.2f})"
         return text
@@ -424,7 +417,7 @@ class Recommendation:
         c = self.chosen
         out.append(f"{c.cand.label}: highest score among the {sum(o.fits for o in self.options)} candidates that fit "
                    f"({c.score:+.2f})")
-        out.append(f"prior {c.cand.prior:+.2f}: {c.cand.prior_why}")
+        out.append(f"prior {c.cand.advice.prior:+.2f}: {c.cand.advice.why}")
         for name, delta in c.effects:
             if delta:
                 rule = next(r for r in (*RULES, MEASURED_RULE) if r.name == name)
@@ -486,7 +479,7 @@ def recommend(req: Request, measured: tuple[list, str | None] | None = None) -> 
     options = [fit(c, arch, req, budget) for c in candidates(arch)]
     fired = [r for r in RULES if r.applies(req, arch)]
     for o in options:
-        o.score = o.cand.prior
+        o.score = o.cand.advice.prior
         for r in fired:
             delta = r.effect(o, req, arch)
             o.score += delta
