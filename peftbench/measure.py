@@ -117,6 +117,14 @@ class PeakMemory:
         self._cuda_peak = max(self._cuda_peak, torch.cuda.max_memory_allocated(self.device))
         self._cuda_reserved = max(self._cuda_reserved, torch.cuda.max_memory_reserved(self.device))
 
+    def close(self) -> None:
+        """Leave the CPU profiler if it is still running, without reading it: the path of a failed run. A
+        profiler left running crashes the process at exit (torch 2.13: 'record_function.cpp:255] Requested
+        callback is not found', then SIGSEGV). No-op after `stop`."""
+        if self._prof is not None:
+            prof, self._prof = self._prof, None
+            prof.__exit__(None, None, None)
+
     def stop(self) -> None:
         """End the CPU profiler window (training may go on unprofiled) or read the CUDA counters."""
         if self.device.type == "cuda":

@@ -222,13 +222,18 @@ def run_worker(plan: RunPlan, spec: dict[str, Any], store: ResultStore, timeout_
                            error=f"no result after {timeout_s:g} s (runner.timeout_s); worker killed")
         store.write(record)
         return record
-    if store.has(plan.name):
-        return store.read(plan.name)
     if code < 0:
         name = signal.Signals(-code).name
         why = f"worker killed by {name}" + (" (the kernel's out-of-memory killer sends it)" if name == "SIGKILL" else "")
     else:
-        why = f"worker exited with code {code} without a result"
+        why = f"worker exited with code {code}"
+    if store.has(plan.name):
+        record = store.read(plan.name)
+        if code != 0:  # it wrote its result, then crashed (e.g. in native teardown): keep the result, say so
+            record.error = "; ".join(filter(None, [record.error, f"{why} after writing its result"]))
+            store.write(record)
+        return record
+    why += "" if code < 0 else " without a result"
     last = _last_error_line(log_path)
     record = RunRecord(method=plan.name, method_type=plan.method, settings=plan.settings, status="failed",
                        error=f"{why}; last log line: {last}" if last else why)

@@ -346,21 +346,24 @@ def run(spec: dict[str, Any], record: RunRecord) -> RunRecord:
     record.peak_mem_kind = mem.kind
     gc.collect()  # garbage freed inside the window would otherwise lower the measured peak
     mem.start()
-    with mem.window("load"):
-        model = load_prepared(suite, method, settings, ctx, path, tokenizer)
-    record.trainable_params, record.total_params = count_parameters(model)
-    record.trainable_pct = 100.0 * record.trainable_params / record.total_params
+    try:  # a failure inside the window must not leave the CPU profiler running (it crashes the process at exit)
+        with mem.window("load"):
+            model = load_prepared(suite, method, settings, ctx, path, tokenizer)
+        record.trainable_params, record.total_params = count_parameters(model)
+        record.trainable_pct = 100.0 * record.trainable_params / record.total_params
 
-    emit("phase", phase="base-eval")
-    mem.exclude_begin()
-    base = evaluate(model, ctx, suite, eval_enc, prompts, refs, tokenizer)
-    mem.exclude_end()
-    for k, v in base.items():
-        setattr(record, f"base_{k}", v)
+        emit("phase", phase="base-eval")
+        mem.exclude_begin()
+        base = evaluate(model, ctx, suite, eval_enc, prompts, refs, tokenizer)
+        mem.exclude_end()
+        for k, v in base.items():
+            setattr(record, f"base_{k}", v)
 
-    emit("phase", phase="train", steps=steps)
-    losses, timed_s, timed_tokens, timed_steps = train(model, ctx, suite, train_enc, lr, steps, mem, method)
-    mem.stop()
+        emit("phase", phase="train", steps=steps)
+        losses, timed_s, timed_tokens, timed_steps = train(model, ctx, suite, train_enc, lr, steps, mem, method)
+        mem.stop()
+    finally:
+        mem.close()
     record.peak_mem_mib = mem.peak_bytes / MIB if mem.peak_bytes is not None else None
     record.peak_reserved_mib = mem.reserved_bytes / MIB if mem.reserved_bytes is not None else None
     record.train_steps = steps

@@ -61,3 +61,26 @@ def test_cuda_peak_excludes_evaluation():
     assert 12_000_000 <= mem.peak_bytes < 200_000_000
     assert mem.reserved_bytes >= mem.peak_bytes
     del a, b
+
+
+def test_a_run_that_fails_inside_the_memory_window_leaves_no_profiler_running(monkeypatch):
+    """A profiler left running crashes the process at exit (SIGSEGV after 'Requested callback is not found'), and
+    the next run in the same process would start a second one inside it: the window closes on every path."""
+    import contextlib
+    import io
+
+    from peftbench import worker
+    from peftbench.runner import worker_spec
+    from peftbench.suite import parse_suite
+
+    from .conftest import TINY_CAUSAL
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("injected failure in an optimizer step")
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", fail)
+    suite, runs = parse_suite(TINY_CAUSAL)
+    spec = worker_spec(suite.model_dump(mode="json"), runs[0])
+    with contextlib.redirect_stdout(io.StringIO()), pytest.raises(RuntimeError, match="injected"):
+        worker.run(spec, worker.new_record(spec))
+    assert not torch._C._autograd._profiler_enabled()

@@ -49,6 +49,15 @@ def test_a_dying_worker_is_recorded_and_the_suite_goes_on(tmp_path, tiny_causal,
     assert records["prompt"].status == "ok", records["prompt"].error
 
 
+def test_a_run_that_fails_while_its_memory_is_profiled_exits_cleanly(tmp_path, tiny_causal):
+    """peft refuses targets that do not exist while the model loads, inside the profiler window: the failure is
+    recorded, and the worker still exits with code 0 (a profiler left running made it die of SIGSEGV at exit)."""
+    loaded = load_suite(suite_with(tmp_path, tiny_causal, [{"method": "lora", "ranks": [4], "target_modules": ["nope"]}]))
+    (record,) = run_suite(loaded, tmp_path / "results").records()
+    assert record.status == "failed" and "nope" in record.error
+    assert "after writing its result" not in record.error, record.error
+
+
 def test_a_run_past_its_timeout_is_killed_and_recorded(tmp_path, tiny_causal):
     loaded = load_suite(suite_with(tmp_path, tiny_causal, [{"method": "ia3"}], timeout_s=2))
     (record,) = run_suite(loaded, tmp_path / "results").records()
