@@ -163,6 +163,10 @@ def load_model(cfg: ModelConfig, path: str, tokenizer: Any, dtype: Any, device: 
     if quantized and device.type == "cuda":
         kwargs["device_map"] = {"": device.index or 0}  # bitsandbytes quantizes while placing on the GPU
     model = cls.from_pretrained(path, **kwargs, **extra)
+    if quantized:
+        from .compat import keep_4bit_weights_trainable
+
+        keep_4bit_weights_trainable(model)  # before any forward: see compat.py
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if not quantized:

@@ -44,9 +44,23 @@ class Prefix(Method):
     def prepare(self, model, settings, ctx):
         from peft import PrefixTuningConfig, get_peft_model
 
+        from .. import compat
+        from ..errors import PeftbenchError
+
         config = PrefixTuningConfig(
             task_type=ctx.peft_task_type,
             num_virtual_tokens=settings.num_virtual_tokens,
             prefix_projection=settings.projection,
         )
-        return get_peft_model(model, config)
+        model = get_peft_model(model, config)
+        if ctx.task == "causal_lm":
+            compat.prompt_learning_generation(model)
+            return model
+        # peft passes the prefix to the classifier itself if its forward takes a KV cache, else to its backbone
+        backbone = model.base_model.get_submodule(model.transformer_backbone_name)
+        if compat.takes_kv_cache(model.base_model.forward) != "past_key_values":
+            compat.accept_kv_prefix(backbone)
+            if compat.takes_kv_cache(backbone.forward) is None:
+                raise PeftbenchError(f"prefix tuning needs attention that takes a KV cache; "
+                                     f"{type(backbone).__name__}.forward takes none")
+        return model

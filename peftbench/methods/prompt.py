@@ -58,7 +58,12 @@ class Prompt(Method):
                 prompt_tuning_init_text=settings.init_text,
                 tokenizer_name_or_path=ctx.tokenizer_path,
             )
+        from .. import compat
+
         config = PromptTuningConfig(
             task_type=ctx.peft_task_type, num_virtual_tokens=settings.num_virtual_tokens, **kwargs
         )
-        return get_peft_model(model, config)
+        model = get_peft_model(model, config)
+        if ctx.task == "causal_lm":
+            compat.prompt_learning_generation(model)
+        return model
