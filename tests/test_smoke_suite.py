@@ -1,0 +1,41 @@
+"""The embedded default, as the README's main command runs it, cut to a few steps: every method of
+suites/smoke.yaml through `peftbench run` (real worker processes, the real pretrained MiniLM, the baseline
+evaluation before training, latency, saving and merging). What fails on a user's fresh machine fails here."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+
+from peftbench import methods
+from peftbench.results import ResultStore
+
+from .conftest import REPO, write_suite
+from .test_cli import invoke
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_smoke_method_runs_through_the_cli(tmp_path):
+    data = yaml.safe_load((REPO / "suites" / "smoke.yaml").read_text())
+    # Only the sizes shrink: same model, task, methods, settings, precision and phases as the main job.
+    data["dataset"].update(train_examples=48, eval_examples=32)
+    data["training"].update(steps=3, memory_profile_steps=2)
+    data["latency"].update(warmup=1, repeats=3)
+    suite = write_suite(tmp_path, data)
+    result = invoke("run", suite, "--results-dir", tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    (root,) = (tmp_path / "results").iterdir()
+    records = ResultStore(root).records()
+    assert [r.method for r in records] == ["full", "lora-r4", "lora-r16", "qlora-r8", "prefix", "prompt", "ia3"]
+    for r in records:
+        assert r.status == "ok", (r.method, r.error)
+        assert not r.error, (r.method, r.error)  # e.g. a worker that crashed at exit after writing its record
+        for name in ("base_loss", "base_accuracy", "eval_loss", "eval_accuracy", "train_loss_last"):
+            assert math.isfinite(getattr(r, name)), (r.method, name)
+        assert r.latency_ms_p50 > 0 and r.peak_mem_mib > 0 and r.trainable_params > 0
+        mergeable = r.method_type != "full" and methods.get(r.method_type).traits.mergeable
+        assert (r.latency_ms_p50_merged is not None) == mergeable, r.method
+    assert f"{len(records)}/{len(records)} runs ok" in result.stdout
