@@ -86,6 +86,7 @@ def list_methods() -> None:
               show_default=True, help="Where the new <suite>-<timestamp> directory is made.")
 def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
     """Run every method of SUITE_FILE, one worker process each, and print the results table."""
+    from .environment import manifest_lock_note
     from .report import print_records
     from .results import export_csv
     from .runner import preflight, run_suite
@@ -97,7 +98,7 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
         store = run_suite(loaded, results_dir, resume, progress)
     records = store.records()
     export_csv(records, store.root / "results.csv")
-    print_records(records, out, title=f"{loaded.suite.name}: {store.root}")
+    print_records(records, out, title=f"{loaded.suite.name}: {store.root}", lock_note=manifest_lock_note(store.manifest()))
     ok = sum(r.status == "ok" for r in records)
     out.print(f"{ok}/{len(records)} runs ok. Records: {store.root}/runs/  CSV: {store.root}/results.csv", highlight=False)
 
@@ -108,6 +109,7 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the records as JSON.")
 def report(results: Path, csv_path: Path | None, json_path: Path | None) -> None:
     """Show the results table of a run directory again, and export it."""
+    from .environment import manifest_lock_note
     from .report import print_records
     from .results import ResultStore, export_csv, export_json
 
@@ -117,7 +119,8 @@ def report(results: Path, csv_path: Path | None, json_path: Path | None) -> None
     records = store.records()
     if not records:
         raise PeftbenchError(f"{results}: no finished runs yet")
-    print_records(records, out, title=str(results))
+    note = manifest_lock_note(store.manifest()) if store.manifest_path.is_file() else None
+    print_records(records, out, title=str(results), lock_note=note)
     if csv_path:
         export_csv(records, csv_path)
         out.print(f"wrote {csv_path} ({len(records)} rows)", highlight=False)

@@ -88,7 +88,9 @@ def records_table(records: list[RunRecord], title: str = "") -> Table:
     return table
 
 
-def print_records(records: list[RunRecord], console: Console | None = None, title: str = "") -> None:
+def print_records(records: list[RunRecord], console: Console | None = None, title: str = "",
+                  lock_note: str | None = None) -> None:
+    """The table, every failed run's error, what peak memory counts, and `lock_note` (environment.lock_note)."""
     console = console or Console()
     console.print(records_table(records, title))
     for r in records:
@@ -98,6 +100,8 @@ def print_records(records: list[RunRecord], console: Console | None = None, titl
         kinds = sorted({r.peak_mem_kind for r in records if r.peak_mem_kind})
         if kinds:
             console.print(f"peak tensor memory: {'; '.join(kinds)}. peak RSS: whole worker process.", style="dim")
+    if lock_note:
+        console.print(f"note: {lock_note}", style="yellow", highlight=False)
 
 
 def print_estimate(est, title: str, console: Console) -> None:

