@@ -128,6 +128,24 @@ def test_estimate_and_models_do_not_import_torch():
 
 # ---- plan -----------------------------------------------------------------------------------------------------
 
+
+@pytest.fixture(autouse=True)
+def keep_bitsandbytes_visible(monkeypatch):
+    """`plan` hides bitsandbytes from its own process (exact.skip_bitsandbytes); in this process it would hide it
+    from every later test too (peft and transformers cache what they found), so only a subprocess may."""
+    monkeypatch.setattr("peftbench.exact.skip_bitsandbytes", lambda: None)
+
+
+def test_plan_never_imports_bitsandbytes():
+    code = (
+        "import sys; from click.testing import CliRunner; from peftbench.cli import main; "
+        "r = CliRunner().invoke(main, ['plan', 'suites/smoke.yaml']); "
+        "assert r.exit_code == 0, r.output; "
+        "assert sys.modules.get('bitsandbytes') is None, 'bitsandbytes imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
 def test_plan_7b_suite_against_24_gib():
     result = invoke("plan", REPO / "suites" / "7b.yaml", "--gpu-gb", "24", "--json")
     assert result.exit_code == 0, result.output
