@@ -21,6 +21,9 @@ Worker side only (imports torch).
   passes, `repeats` timed passes, each synchronised on CUDA; p50/p90 of the per-pass wall times.
 - `gen_ms_per_token`: greedy generation of exactly `gen_new_tokens` new tokens (KV cache on), after one
   untimed warm-up generation, mean wall time per generated token over `gen_repeats` generations.
+- 4-bit models on a CPU (QLoRA): bitsandbytes' repacking of the weights for its AVX512-BF16 inference kernel is
+  turned off when the model loads (`compat.keep_4bit_weights_trainable`), so training, evaluation and latency
+  use the same generic 4-bit kernels, and the suite's compute dtype, on every CPU.
 - `adapter_size_mb`: bytes written by `save_pretrained` (10^6 bytes = 1 MB); for full fine-tuning the bytes of
   the model's tensors (what a safetensors checkpoint holds, less its small header), computed rather than written.
 """
