@@ -14,19 +14,11 @@ import math
 
 import pytest
 
-from .conftest import TINY_CAUSAL, TINY_CLASSIFICATION
+from .conftest import TINY_CAUSAL, TINY_CLASSIFICATION, spec_for
 
 torch = pytest.importorskip("torch")
 
 TINY = {"classification": TINY_CLASSIFICATION, "causal_lm": TINY_CAUSAL}
-
-
-def spec_for(base: dict, method: str, **settings) -> dict:
-    from peftbench.runner import worker_spec
-    from peftbench.suite import parse_suite
-
-    suite, runs = parse_suite({**base, "methods": [{"method": method, **settings}]})
-    return worker_spec(suite.model_dump(mode="json"), runs[0])
 
 
 def run_in_process(spec: dict):

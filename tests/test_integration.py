@@ -8,7 +8,7 @@ import pytest
 
 from peftbench import methods
 
-from .conftest import TINY_CAUSAL, TINY_CLASSIFICATION
+from .conftest import TINY_CAUSAL, TINY_CLASSIFICATION, spec_for
 
 torch = pytest.importorskip("torch")
 
@@ -20,14 +20,6 @@ BY_TASK = {
     "classification": ["eval_accuracy", "base_accuracy", "eval_f1", "base_f1"],
     "causal_lm": ["eval_perplexity", "base_perplexity", "eval_exact_match", "base_exact_match", "gen_ms_per_token"],
 }
-
-
-def spec_for(base: dict, method: str) -> dict:
-    from peftbench.runner import worker_spec
-    from peftbench.suite import parse_suite
-
-    suite, runs = parse_suite({**base, "methods": [{"method": method}]})
-    return worker_spec(suite.model_dump(mode="json"), runs[0])
 
 
 def independent_trainable_count(spec: dict) -> int:

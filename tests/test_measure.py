@@ -70,17 +70,14 @@ def test_a_run_that_fails_inside_the_memory_window_leaves_no_profiler_running(mo
     import io
 
     from peftbench import worker
-    from peftbench.runner import worker_spec
-    from peftbench.suite import parse_suite
 
-    from .conftest import TINY_CAUSAL
+    from .conftest import TINY_CAUSAL, spec_for
 
     def fail(*args, **kwargs):
         raise RuntimeError("injected failure in an optimizer step")
 
     monkeypatch.setattr(torch.optim.AdamW, "step", fail)
-    suite, runs = parse_suite(TINY_CAUSAL)
-    spec = worker_spec(suite.model_dump(mode="json"), runs[0])
+    spec = spec_for(TINY_CAUSAL, "lora")
     with contextlib.redirect_stdout(io.StringIO()), pytest.raises(RuntimeError, match="injected"):
         worker.run(spec, worker.new_record(spec))
     assert not torch._C._autograd._profiler_enabled()

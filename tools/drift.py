@@ -180,15 +180,21 @@ def report(baseline: Outcome, trials: list[Outcome], newest: dict[str, tuple[str
             print(f"\n{t.label}: cannot be installed beside the lock: {t.install_error}")
             continue
         new = {k: v for k, v in t.failures.items() if k not in baseline.failures}
+        other = {k: v for k, v in t.failures.items() if k in baseline.failures and baseline.failures[k] != v}
         fixed = [k for k in baseline.failures if k not in t.failures]
         verdict = "passes every check the lock passes" if not new else f"breaks {len(new)} check(s)"
         print(f"\n{t.label}: {verdict} ({t.seconds:.0f} s); installed: {moved or 'nothing new'}")
         for test, msg in new.items():
             print(f"  BREAKS {test}: {msg}")
+        for test, msg in other.items():  # e.g. the smoke check, which names every failing method at once
+            print(f"  fails differently {test}: {msg}")
         for test in fixed:
             print(f"  fixes  {test}")
     passing = [t.label for t in trials if not t.install_error and not set(t.failures) - set(baseline.failures)]
-    print("\nthe lock can move to: " + (", ".join(passing) if passing else "nothing newer passes"))
+    if not trials:
+        print("\nnothing newer to try: the lock holds the newest releases allowed")
+    else:
+        print("\nthe lock can move to: " + (", ".join(passing) if passing else "nothing newer passes"))
 
 
 def main() -> int:
