@@ -39,7 +39,8 @@ sys.path.insert(0, str(REPO))
 from peftbench import catalog  # noqa: E402
 from peftbench import methods as registry  # noqa: E402
 from peftbench.errors import PeftbenchError  # noqa: E402
-from peftbench.estimate import GIB, MIB, Workload, arch_from_config, estimate  # noqa: E402
+from peftbench.arch import arch_from_config  # noqa: E402
+from peftbench.estimate import GIB, MIB, Workload, estimate  # noqa: E402
 
 DEFAULT_YAML = REPO / "benchmarks" / "published_gpu.yaml"
 

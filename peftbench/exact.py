@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .estimate import Arch
+from .arch import Arch
 from .models import quiet_libraries
 
 

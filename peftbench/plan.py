@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from . import catalog
 from . import methods as registry
 from .errors import PeftbenchError
-from .estimate import GIB, Estimate, arch_from_config, estimate, estimate_run, workload_for_suite
+from .arch import arch_from_config
+from .estimate import GIB, Estimate, estimate, estimate_run, workload_for_suite
 
 # command-line option -> (method settings field, how to turn the option's value into the field's value)
 OPTION_FIELDS = {

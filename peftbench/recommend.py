@@ -27,7 +27,8 @@ from typing import Any
 from . import catalog
 from . import methods as registry
 from .errors import PeftbenchError
-from .estimate import CUDA_CONTEXT_GIB, Arch, Estimate, Footprint, Workload, arch_from_config, estimate
+from .arch import Arch, Footprint, arch_from_config
+from .estimate import CUDA_CONTEXT_GIB, Estimate, Workload, estimate
 from .methods.base import Advice, Traits
 
 DEFAULT_SEQ_LEN = 512  # tokens per sequence when --seq-len is not given: a typical instruction-tuning sample

@@ -12,7 +12,8 @@ import sys
 import pytest
 
 from peftbench import catalog
-from peftbench.estimate import Workload, arch_from_config, estimate
+from peftbench.arch import arch_from_config
+from peftbench.estimate import Workload, estimate
 
 from .conftest import REPO, write_suite
 from .test_cli import assert_user_error, invoke

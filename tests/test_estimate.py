@@ -12,7 +12,8 @@ import pytest
 from peftbench import catalog
 from peftbench import methods as registry
 from peftbench.errors import PeftbenchError
-from peftbench.estimate import GIB, NF4_DQ_BYTES, Workload, arch_from_config, estimate, estimate_run
+from peftbench.arch import arch_from_config
+from peftbench.estimate import GIB, NF4_DQ_BYTES, Workload, estimate, estimate_run
 
 # Llama-style toy: h=8, i=16, 2 layers, 2 query heads of dim 4, 1 KV head (kv width 4), vocabulary 10, untied head.
 TOY = {"model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from peftbench import catalog
-from peftbench.estimate import _IA3_DEFAULTS, _LORA_DEFAULTS, arch_from_config
+from peftbench.arch import IA3_DEFAULTS, LORA_DEFAULTS, arch_from_config
 
 torch = pytest.importorskip("torch")
 
@@ -97,8 +97,8 @@ def test_default_targets_are_peft_s():
         TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as LORA_TARGETS,
     )
 
-    for model_type, targets in _LORA_DEFAULTS.items():
+    for model_type, targets in LORA_DEFAULTS.items():
         assert set(targets) == set(LORA_TARGETS[model_type]), model_type
-    for model_type, (targets, ff) in _IA3_DEFAULTS.items():
+    for model_type, (targets, ff) in IA3_DEFAULTS.items():
         assert set(targets) == set(IA3_TARGETS[model_type]), model_type
         assert set(ff) == set(IA3_FF[model_type]), model_type

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from peftbench import catalog
-from peftbench.estimate import _LORA_DEFAULTS, SUPPORTED_MODEL_TYPES, arch_from_config
+from peftbench.arch import LORA_DEFAULTS, SUPPORTED_MODEL_TYPES, arch_from_config
 
 from .conftest import TINY_CAUSAL
 
@@ -142,10 +142,10 @@ def test_default_targets_are_peft_s():
     from peftbench.methods.vera import VERA_DEFAULTS
 
     for mt in SUPPORTED_MODEL_TYPES:
-        assert set(LOHA[mt]) == set(LOKR[mt]) == set(_LORA_DEFAULTS[mt]), mt
-        assert set(VERA[mt]) == set(VERA_DEFAULTS.get(mt, _LORA_DEFAULTS[mt])), mt
+        assert set(LOHA[mt]) == set(LOKR[mt]) == set(LORA_DEFAULTS[mt]), mt
+        assert set(VERA[mt]) == set(VERA_DEFAULTS.get(mt, LORA_DEFAULTS[mt])), mt
         ours = default_targets(mt)
-        assert set(ADALORA[mt] if ours is None else ours) == set(_LORA_DEFAULTS[mt]), mt
+        assert set(ADALORA[mt] if ours is None else ours) == set(LORA_DEFAULTS[mt]), mt
     assert default_targets("mistral") is not None and default_targets("llama") is None
 
 

@@ -11,6 +11,7 @@ whenever the model returns one (the worker always passes labels); see `_regulari
 
 from __future__ import annotations
 
+from ..arch import Footprint, Saved
 from typing import Literal
 
 from pydantic import (
@@ -116,8 +117,6 @@ class AdaLora(Method):
         input cast to fp32 (with dropout, the dropped copy and its mask) and the r fp32 outputs lora_B multiplies,
         as for LoRA. peft's RankAllocator also keeps three fp32 tensors the size of every adapter weight (ipt,
         exp_avg_ipt, exp_avg_unc) from the first allocation on: `extra_state`, counted with the optimizer state."""
-        from ..estimate import Footprint, Saved
-
         r = settings.init_rank
         wrapped = arch.targets(settings.target_modules, arch.lora_defaults)
         trainable = frozen = 0

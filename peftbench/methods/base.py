@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 if TYPE_CHECKING:  # only for annotations: the worker passes real objects
-    from ..estimate import Arch, Footprint
+    from ..arch import Arch, Footprint
     from ..worker import WorkerContext
 
 

@@ -4,6 +4,7 @@ recomputes its full weight's column norms at every step."""
 
 from __future__ import annotations
 
+from ..arch import Saved
 from . import register
 from .lora import Lora, lora_config, lora_footprint
 
@@ -21,8 +22,6 @@ class Dora(Lora):
         keeps the fp32 copy of the frozen weight it computed with (16-bit bases). Transient: the identity matrix
         and the full-size weight, LoRA product and sum peft builds for the norms (peft tuners/lora/dora.py)."""
         from dataclasses import replace
-
-        from ..estimate import Saved
 
         fp = lora_footprint(arch, settings)
         wrapped = arch.targets(settings.target_modules, arch.lora_defaults)

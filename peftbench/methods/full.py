@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..arch import Footprint
 from . import register
 from .base import Advice, Method, Traits
 
@@ -19,8 +20,6 @@ class Full(Method):
     )
 
     def footprint(self, arch, settings):
-        from ..estimate import Footprint
-
         largest = max([m.d_in * m.d_out for m in (*arch.block, *arch.heads_out)] + [arch.vocab * arch.hidden])
         return Footprint(trainable=arch.total_params, added=0, full=True, largest_trainable=largest)
 

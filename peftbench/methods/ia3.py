@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..arch import Footprint, Saved
 from pydantic import Field
 
 from . import register
@@ -30,8 +31,6 @@ class IA3(Method):
     def footprint(self, arch, settings):
         """One vector per scaled module: its input width for feed-forward modules, its output width otherwise.
         Saved activations: the tensor each vector multiplies (the module's input or output)."""
-        from ..estimate import Footprint, Saved
-
         default_targets, default_ff = arch.ia3_defaults
         targets = arch.targets(settings.target_modules, default_targets)
         ff = settings.feedforward_modules if settings.feedforward_modules is not None else list(default_ff)

@@ -3,6 +3,7 @@ trained; the selective-training baseline for models without biases (BitFit has n
 
 from __future__ import annotations
 
+from ..arch import Footprint, Saved
 from pydantic import Field
 
 from . import register
@@ -44,8 +45,6 @@ class LnTuning(Method):
         """peft trains a copy of each targeted norm (so the total grows by the same count). Saved per token per
         trained norm: its normalised input, which the scale's gradient needs."""
         from ..errors import PeftbenchError
-        from ..estimate import Footprint, Saved
-
         table = NORMS[arch.model_type]
         targets = settings.target_modules or default_targets(arch.model_type)
         unknown = [t for t in targets if t not in table]

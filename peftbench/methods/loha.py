@@ -8,6 +8,7 @@ forward and apply it with F.linear(x, dW): the training cost grows with d_in x d
 
 from __future__ import annotations
 
+from ..arch import Footprint, Saved
 from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
@@ -51,8 +52,6 @@ def lycoris_footprint(arch, settings: LycorisSettings, per_linear, transient_uni
     keeps for the input's gradient: a per-block term independent of tokens (`saved_per_block`, in the adapter
     dtype whatever the model's precision). Transient: `transient_units` dW-sized fp32 temporaries of the largest
     wrapped linear (building dW in forward, its gradient in backward)."""
-    from ..estimate import Footprint, Saved
-
     r = settings.ranks[0]
     wrapped = arch.targets(settings.target_modules, arch.lora_defaults)
     params, saved, largest = 0, [], 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..arch import Footprint, Saved
 from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
@@ -41,8 +42,6 @@ def lora_footprint(arch, settings: LoraSettings, quantized: bool = False, int8: 
     Saved activations per wrapped block linear: peft casts the input to the fp32 adapter dtype and applies dropout
     (fp32 output + a 1-byte mask; without dropout, the fp32 input), and lora_B saves lora_A's r outputs.
     """
-    from ..estimate import Footprint, Saved
-
     r = settings.ranks[0]
     wrapped = arch.targets(settings.target_modules, arch.lora_defaults)
     params, saved = 0, []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..arch import Footprint
 from pydantic import Field, PositiveInt
 
 from . import register
@@ -33,8 +34,6 @@ class Prefix(Method):
     def footprint(self, arch, settings):
         """A key and a value vector (KV width, so GQA-aware as in peft) per virtual token per block; with
         `projection`, an embedding of n x width feeding a two-layer MLP (width -> width -> 2 x blocks x width)."""
-        from ..estimate import Footprint
-
         n, width, out = settings.num_virtual_tokens, arch.kv_dim, 2 * arch.layers * arch.kv_dim
         params = n * width + width * width + width + width * out + out if settings.projection else n * out
         head = classifier_copy(arch)

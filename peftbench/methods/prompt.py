@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..arch import Footprint
 from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
@@ -39,8 +40,6 @@ class Prompt(Method):
 
     def footprint(self, arch, settings):
         """n x hidden trained embeddings; every sequence (activations and logits) grows by n positions."""
-        from ..estimate import Footprint
-
         params, head = settings.num_virtual_tokens * arch.hidden, classifier_copy(arch)
         return Footprint(trainable=params + head, added=params + head, extra_positions=settings.num_virtual_tokens,
                          largest_trainable=max(params, head))

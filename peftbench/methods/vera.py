@@ -10,6 +10,7 @@ v_proj narrower than q_proj, fc1 and fc2) can be wrapped together. A and B are b
 
 from __future__ import annotations
 
+from ..arch import Footprint, Saved
 from typing import Literal
 
 from pydantic import Field, PositiveInt
@@ -43,8 +44,6 @@ class Vera(Method):
         Linear.forward: lambda_b * F.linear(lambda_d * F.linear(x, A), B)): the r projections lambda_d multiplies
         and the d_out outputs lambda_b multiplies, both fp32; the input itself is not saved, since nothing before
         lambda_d is trained."""
-        from ..estimate import Footprint, Saved
-
         r = settings.rank
         wrapped = arch.targets(settings.target_modules, VERA_DEFAULTS.get(arch.model_type, arch.lora_defaults))
         params, saved = 0, []
