@@ -63,13 +63,12 @@ print(json.dumps({"s_per_step": (time.perf_counter() - t0) / (steps - skip)}))
 
 
 def harness_once(suite: dict, env: dict) -> float:
-    from peftbench.runner import worker_spec
+    from peftbench.protocol import WorkerSpec
     from peftbench.suite import parse_suite
 
     s, runs = parse_suite(suite)
     with tempfile.TemporaryDirectory() as tmp:
-        spec = worker_spec(s.model_dump(mode="json"), runs[0])
-        (Path(tmp) / "spec.json").write_text(json.dumps(spec))
+        WorkerSpec(suite=s, run=runs[0]).write(Path(tmp) / "spec.json")
         subprocess.run([sys.executable, "-m", "peftbench.worker", f"{tmp}/spec.json", f"{tmp}/out.json"],
                        env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
         rec = json.loads((Path(tmp) / "out.json").read_text())

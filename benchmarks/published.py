@@ -174,8 +174,9 @@ def precision_of(text: Any, row: Row) -> str | None:
         row.mapping.append("bf16-true (bf16 weights and activations, no fp32 master copy) -> precision bf16")
         return "bf16"
     if t.startswith("fp16-mixed") or t.startswith("bf16-mixed"):
-        row.mapping.append(f"{t.split()[0]} (autocast AMP, fp32 master weights) -> precision mixed")
-        return "mixed"
+        precision = "fp16-mixed" if t.startswith("fp16") else "bf16-mixed"
+        row.mapping.append(f"{precision} (autocast AMP, fp32 master weights) -> precision {precision}")
+        return precision
     if t.startswith("fp32"):
         return "fp32"
     row.reasons.append(f"precision {text!r} not stated")

@@ -39,7 +39,8 @@ class Arch:
     """The shapes the memory model needs, for one model and task."""
 
     model_type: str
-    task: str  # causal_lm | classification
+    task: str  # a registered task kind (peftbench/tasks/)
+    head: Literal["lm", "classifier"]  # the task's head: over the vocabulary, or a new classifier
     layers: int
     hidden: int
     intermediate: int
@@ -103,8 +104,13 @@ IA3_DEFAULTS = {
 SUPPORTED_MODEL_TYPES = sorted(LORA_DEFAULTS)
 
 
-def arch_from_config(cfg: dict[str, Any], task: str = "causal_lm", num_labels: int = 2) -> Arch:
-    """An Arch from a Hugging Face config dict (catalog entry, local config.json, built-in model)."""
+def arch_from_config(cfg: dict[str, Any], task: str | None = None, num_labels: int = 2) -> Arch:
+    """An Arch from a Hugging Face config dict (catalog entry, local config.json, built-in model), with the head
+    the task kind puts on it."""
+    from . import tasks
+
+    task = task or tasks.DEFAULT
+    head = tasks.get(task).head
     mt = cfg.get("model_type")
     if mt not in LORA_DEFAULTS:
         raise PeftbenchError(f"no memory model for model_type {mt!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
@@ -115,12 +121,12 @@ def arch_from_config(cfg: dict[str, Any], task: str = "causal_lm", num_labels: i
         raise PeftbenchError(f"model config lacks a usable {err} field") from None
     k = int(cfg.get("num_key_value_heads") or a)
     d = int(cfg.get("head_dim") or h // a)
-    common = dict(model_type=mt, task=task, layers=L, hidden=h, intermediate=i, heads=a, kv_heads=k, head_dim=d,
+    common = dict(model_type=mt, task=task, head=head, layers=L, hidden=h, intermediate=i, heads=a, kv_heads=k, head_dim=d,
                   vocab=V, lora_defaults=LORA_DEFAULTS[mt], ia3_defaults=IA3_DEFAULTS[mt])
     tied = bool(cfg.get("tie_word_embeddings", mt in ("gemma", "gemma2") or mt == "bert"))
     if mt == "bert":
-        if task != "classification":
-            raise PeftbenchError("bert models are supported for classification only")
+        if head != "classifier":
+            raise PeftbenchError(f"bert models are supported with a classification head only, not for {task}")
         block = (Linear("attention.self.query", h, a * d, True), Linear("attention.self.key", h, a * d, True),
                  Linear("attention.self.value", h, a * d, True), Linear("attention.output.dense", a * d, h, True),
                  Linear("intermediate.dense", h, i, True), Linear("output.dense", i, h, True))
@@ -149,9 +155,8 @@ def arch_from_config(cfg: dict[str, Any], task: str = "causal_lm", num_labels: i
         norm_kind, mlp_kind, lm_bias = "rms", "gated", False
     final_norm = 2 * h if norm_kind == "layer" else h
     other = V * h + L * norm_params + final_norm
-    if task == "causal_lm":
-        head = Linear("lm_head", h, V, lm_bias)
-        heads: tuple[Linear, ...] = (head,)
+    if head == "lm":
+        heads: tuple[Linear, ...] = (Linear("lm_head", h, V, lm_bias),)
         if tied:  # the head's weight is the embedding; only a bias would be its own
             other -= V * h
         output = "lm_head"

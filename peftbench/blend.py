@@ -1,11 +1,11 @@
 """`peftbench blend`: load several LoRA adapters onto one base model, combine them at chosen weights with peft's
 `add_weighted_adapter`, and score every blend on every adapter's own task, like any other run.
 
-Torch side (imports torch, transformers, peft through the worker); the CLI imports it on demand. Each adapter's
+Torch side (imports torch, transformers, peft); the CLI imports it on demand. Each adapter's
 task is the suite it was trained with: read from the results directory of the `peftbench run` that saved it
 (`runner.save_adapters: true` puts adapters in <results>/adapters/<run>, next to manifest.json), or given as a
 suite file for an adapter from elsewhere (a local directory or a hub id). The evaluation is the worker's own
-(`worker.evaluate`): the same rows, metrics and settings as the run that trained the adapter.
+(`evaluation.evaluate`): the same rows, metrics and settings as the run that trained the adapter.
 """
 
 from __future__ import annotations
@@ -65,9 +65,15 @@ def check(sources: list[Source], weight_sets: list[list[float]]) -> None:
     if len(models) > 1:
         raise PeftbenchError("the adapters were trained on different base models: "
                              + "; ".join(f"{s.name}: {s.suite.model.name}" for s in sources))
-    if any(s.suite.model.task != "causal_lm" for s in sources):
-        raise PeftbenchError("blends are for causal-LM adapters: a classification adapter carries its own head, "
-                             "which has no meaning for another task")
+    from . import tasks
+
+    if len({s.suite.model.task for s in sources}) > 1:
+        raise PeftbenchError("the adapters were trained for different tasks: "
+                             + "; ".join(f"{s.name}: {s.suite.model.task}" for s in sources))
+    with_head = [s.name for s in sources if tasks.get(s.suite.model.task).head == "classifier"]
+    if with_head:
+        raise PeftbenchError(f"blends are for language-model adapters; {', '.join(with_head)} carries a "
+                             "classification head of its own, which has no meaning for another task")
     for s in sources:
         local = Path(s.adapter).expanduser()
         if local.is_dir():
@@ -88,10 +94,10 @@ def blend(sources: list[Source], weight_sets: list[list[float]], combination: st
     from .models import quiet_libraries
 
     quiet_libraries()
-    import torch
     from peft import PeftModel
 
-    from .worker import evaluate, make_context
+    from .context import make_context
+    from .evaluation import evaluate
 
     first = sources[0].suite
     path = models.model_path(first.model)
@@ -101,13 +107,10 @@ def blend(sources: list[Source], weight_sets: list[list[float]], combination: st
     model = PeftModel.from_pretrained(base, sources[0].adapter, adapter_name=sources[0].name)
     for s in sources[1:]:
         model.load_adapter(s.adapter, adapter_name=s.name)
-    tasks = {}
+    evals = {}
     for s in sources:
-        _, eval_rows = data_mod.load_rows(s.suite.dataset, "causal_lm", s.suite_dir)
-        max_len = s.suite.training.max_length
-        tasks[s.name] = (s.suite, data_mod.encode_causal(eval_rows, tokenizer, max_len),
-                         data_mod.encode_prompts(eval_rows, tokenizer, max_len),
-                         [data_mod.reference_text(tokenizer, r["target"]) for r in eval_rows])
+        _, eval_rows = data_mod.load_rows(s.suite.dataset, s.suite.model.task, s.suite_dir)
+        evals[s.name] = (s.suite, ctx.task.eval_data(eval_rows, tokenizer, s.suite.training.max_length))
     rows = []
     for i, ws in enumerate(weight_sets):
         blend_name = f"blend{i}"
@@ -116,9 +119,8 @@ def blend(sources: list[Source], weight_sets: list[list[float]], combination: st
                                    combination_type=combination, **kwargs)
         model.set_adapter(blend_name)
         row = BlendRow(weights={s.name: float(w) for s, w in zip(sources, ws)})
-        for name, (suite, enc, prompts, refs) in tasks.items():
-            with torch.inference_mode():
-                row.scores[name] = evaluate(model, ctx, suite, enc, prompts, refs, tokenizer)
+        for name, (suite, data) in evals.items():
+            row.scores[name] = evaluate(model, ctx, suite, data, tokenizer)
         rows.append(row)
         model.set_adapter(sources[0].name)
         model.delete_adapter(blend_name)

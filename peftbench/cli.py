@@ -12,8 +12,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from . import __version__
+from . import __version__, tasks
+from .blend import COMBINATIONS
 from .errors import PeftbenchError
+from .estimate import ADAPTER_DTYPES, ATTENTIONS, LOSSES, OPTIMIZERS, PRECISIONS, STRATEGIES
+from .merge import DTYPES
+from .recommend import PRIORITIES
 
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
@@ -69,13 +73,19 @@ def list_methods() -> None:
         traits += ["no gradient checkpointing"] if not t.gradient_checkpointing else []
         table.add_row(m.name, m.summary, "; ".join(traits), m.describe_settings())
     out.print(table)
-    tasks = Table(title="built-in datasets", title_justify="left", header_style="bold")
-    tasks.add_column("name")
-    tasks.add_column("task")
-    tasks.add_column("what it is")
+    kinds = Table(title="tasks", title_justify="left", header_style="bold")
+    for col in ("task", "what it is", "peft task type", "metrics"):
+        kinds.add_column(col)
+    for kind in tasks.load_all().values():
+        kinds.add_row(kind.name, kind.summary, kind.peft_task_type, ", ".join(kind.metrics))
+    out.print(kinds)
+    builtins = Table(title="built-in datasets", title_justify="left", header_style="bold")
+    builtins.add_column("name")
+    builtins.add_column("task")
+    builtins.add_column("what it is")
     for spec in TASKS.values():
-        tasks.add_row(spec.name, spec.kind, spec.description)
-    out.print(tasks)
+        builtins.add_row(spec.name, spec.kind, spec.description)
+    out.print(builtins)
 
 
 @main.command()
@@ -129,9 +139,6 @@ def report(results: Path, csv_path: Path | None, json_path: Path | None) -> None
         out.print(f"wrote {json_path} ({len(records)} records)", highlight=False)
 
 
-PRECISION_CHOICES = ("fp32", "fp16", "bf16", "mixed")
-
-
 @main.command("models")
 def list_models() -> None:
     """List the model catalog: architectures that `estimate`, `plan` and `recommend` know without a download."""
@@ -161,24 +168,25 @@ def list_models() -> None:
 @click.option("--virtual-tokens", type=click.IntRange(min=1), default=None, help="Prefix/prompt length [20].")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Micro-batch size per GPU.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=512, show_default=True, help="Tokens per sequence (padded length).")
-@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="bf16", show_default=True,
-              help="fp32; fp16/bf16: weights and activations in 16 bits; mixed: fp32 weights with 16-bit autocast.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="bf16", show_default=True,
+              help="fp32; fp16/bf16: weights and activations in 16 bits; bf16-mixed/fp16-mixed: fp32 weights with "
+                   "16-bit autocast.")
 @click.option("--grad-ckpt/--no-grad-ckpt", default=False, show_default=True, help="Gradient checkpointing per block.")
-@click.option("--optimizer", type=click.Choice(["adamw", "adamw8bit", "paged_adamw8bit", "sgd"]), default="adamw", show_default=True)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adamw", show_default=True)
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="GPUs (per-GPU figure).")
-@click.option("--strategy", type=click.Choice(["ddp", "zero2", "zero3", "fsdp"]), default="ddp", show_default=True,
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="ddp", show_default=True,
               help="How full fine-tuning spreads over --gpus (PEFT methods replicate: DDP).")
 @click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
               help="Micro-batches per optimizer step (full fine-tuning then keeps its gradients through the next).")
 @click.option("--packed/--padded", default=False, show_default=True,
               help="Packed batches pass no attention mask, so grouped KV heads are not expanded.")
-@click.option("--attention", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True,
+@click.option("--attention", type=click.Choice(ATTENTIONS), default="sdpa", show_default=True,
               help="eager saves the attention probabilities (quadratic in --seq-len).")
-@click.option("--adapter-dtype", type=click.Choice(["fp32", "model"]), default="fp32", show_default=True,
+@click.option("--adapter-dtype", type=click.Choice(ADAPTER_DTYPES), default="fp32", show_default=True,
               help="peft's autocast_adapter_dtype: adapters in fp32 (default) or in the model's dtype.")
-@click.option("--loss", type=click.Choice(["hf", "chunked"]), default="hf", show_default=True,
+@click.option("--loss", type=click.Choice(LOSSES), default="hf", show_default=True,
               help="transformers' cross-entropy (fp32 log-softmax), or a chunked 16-bit one (litgpt, torchtune).")
-@click.option("--task", type=click.Choice(["causal_lm", "classification"]), default="causal_lm", show_default=True)
+@click.option("--task", type=click.Choice(tasks.names()), default=tasks.DEFAULT, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def estimate(model, method, rank, alpha, targets, virtual_tokens, batch, seq_len, precision, grad_ckpt, optimizer,
              gpus, strategy, grad_accum, packed, attention, adapter_dtype, loss, task, as_json) -> None:
@@ -244,9 +252,9 @@ def plan(suite_file: Path, gpu_gb: float | None, as_json: bool) -> None:
                    "common model sizes.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=None,
               help="Tokens per training sequence [512, a typical instruction-tuning sample].")
-@click.option("--task", type=click.Choice(["generation", "classification"]), default="generation", show_default=True)
-@click.option("--priority", type=click.Choice(["quality", "memory", "speed", "latency", "adapter-size"]),
-              default="quality", show_default=True, help="What to favour among the methods that fit.")
+@click.option("--task", type=click.Choice(tasks.names()), default=tasks.DEFAULT, show_default=True)
+@click.option("--priority", type=click.Choice(PRIORITIES), default="quality", show_default=True,
+              help="What to favour among the methods that fit.")
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
               help="GPUs of --gpu-gb each (full fine-tuning shards over them with FSDP; adapters replicate).")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -262,7 +270,7 @@ def recommend(gpu_gb, examples, model, seq_len, task, priority, gpus, results_di
     if results_dir is not None and model is None:
         raise PeftbenchError("--results needs --model: measured scores belong to one model")
     req = rec.Request(gpu_gb=gpu_gb, examples=examples, model=model, seq_len=seq_len or rec.DEFAULT_SEQ_LEN,
-                      task=rec.TASKS[task], priority=priority, gpus=gpus, results=results_dir)
+                      task=task, priority=priority, gpus=gpus, results=results_dir)
     if model is None:
         rows = rec.recommend_table(req)
         if as_json:
@@ -286,7 +294,7 @@ def recommend(gpu_gb, examples, model, seq_len, task, priority, gpus, results_di
 @click.option("--base", default=None,
               help="Base model: builtin:minilm, builtin:tiny-llama, a local directory or a hub id "
                    "[the adapter's base_model_name_or_path].")
-@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+@click.option("--dtype", type=click.Choice(DTYPES), default="fp32", show_default=True,
               help="Dtype the base is loaded, merged and saved in.")
 @click.option("--rtol", type=click.FloatRange(min=0), default=None,
               help="Check tolerance, relative to the largest |logit| [fp32 1e-4, bf16 2e-2, fp16 5e-3].")
@@ -325,8 +333,7 @@ def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
 @click.option("--task", "tasks", multiple=True,
               help="NAME=SUITE.yaml: the suite that defines NAME's task, for an adapter that is not in the "
                    "results directory of the peftbench run that trained it.")
-@click.option("--combination", type=click.Choice(["cat", "linear", "svd", "ties", "ties_svd", "dare_linear",
-                                                  "dare_ties", "magnitude_prune"]), default="cat", show_default=True,
+@click.option("--combination", type=click.Choice(COMBINATIONS), default="cat", show_default=True,
               help="peft's add_weighted_adapter combination (cat: the exact weighted sum of the updates).")
 @click.option("--density", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="Fraction kept by the ties/dare/magnitude_prune combinations.")

@@ -21,19 +21,23 @@ context (kernels, cuBLAS workspace) is outside PyTorch's allocator: it is report
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .arch import Arch, Footprint, arch_from_config
 
 GIB = 2**30
 MIB = 2**20
 
-Precision = Literal["fp32", "bf16", "fp16", "mixed"]
+# The suite's precision names (suite.Precision) plus pure fp16: weights and activations in 16 bits (bf16, fp16), or
+# fp32 weights with 16-bit autocast (bf16-mixed, fp16-mixed: the same memory).
+Precision = Literal["fp32", "bf16", "fp16", "bf16-mixed", "fp16-mixed"]
 Optimizer = Literal["adamw", "adamw8bit", "paged_adamw8bit", "sgd"]
 Strategy = Literal["ddp", "zero2", "zero3", "fsdp"]
-PRECISIONS = ("fp32", "bf16", "fp16", "mixed")
-OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit", "sgd")
-STRATEGIES = ("ddp", "zero2", "zero3", "fsdp")
+Attention = Literal["sdpa", "eager"]
+AdapterDtype = Literal["fp32", "model"]
+Loss = Literal["hf", "chunked"]
+PRECISIONS, OPTIMIZERS, STRATEGIES = get_args(Precision), get_args(Optimizer), get_args(Strategy)
+ATTENTIONS, ADAPTER_DTYPES, LOSSES = get_args(Attention), get_args(AdapterDtype), get_args(Loss)
 
 # bitsandbytes NF4 with double quantization: 4-bit codes, an 8-bit absmax per block of 64 weights, and an fp32
 # absmax per 256 of those blocks (bitsandbytes functional.quantize_4bit, compress_statistics=True).
@@ -55,11 +59,22 @@ class Workload:
     device: Literal["cuda", "cpu"] = "cuda"
     packed: bool = False  # sequences packed without padding: no attention mask (see `estimate`)
     grad_accum: int = 1  # micro-batches per optimizer step: from the second, the summed gradients stay allocated
-    attention: Literal["sdpa", "eager"] = "sdpa"  # eager attention saves its probabilities (seq x seq per head)
-    adapter_dtype: Literal["fp32", "model"] = "fp32"  # peft's autocast_adapter_dtype=True keeps adapters in fp32
-    loss: Literal["hf", "chunked"] = "hf"  # transformers' fp32 cross-entropy, or a chunked 16-bit one
+    attention: Attention = "sdpa"  # eager attention saves its probabilities (seq x seq per head)
+    adapter_dtype: AdapterDtype = "fp32"  # peft's autocast_adapter_dtype=True keeps adapters in fp32
+    loss: Loss = "hf"  # transformers' fp32 cross-entropy, or a chunked 16-bit one
     optimizer_impl: Literal["foreach", "fused", "forloop"] | None = None  # torch AdamW's; None: the device default
     bnb_saves_4bit_inputs: bool = False  # bitsandbytes < 0.43.2 saved the input of every 4-bit linear (PR #1270)
+
+    def __post_init__(self):
+        for name, allowed in (("precision", PRECISIONS), ("optimizer", OPTIMIZERS), ("strategy", STRATEGIES),
+                              ("attention", ATTENTIONS), ("adapter_dtype", ADAPTER_DTYPES), ("loss", LOSSES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"Workload.{name}={getattr(self, name)!r}: one of {', '.join(allowed)}")
+
+    @property
+    def storage(self) -> Literal["fp32", "bf16", "fp16", "mixed"]:
+        """How the precision stores tensors: the two mixed precisions take the same memory."""
+        return "mixed" if self.precision.endswith("-mixed") else self.precision
 
 
 # What each breakdown entry holds, for the tables and the README.
@@ -148,7 +163,7 @@ def layer_activation_bytes(arch: Arch, fp: Footprint, ab: int, s_kv: int, kv_wid
     if arch.dropout:  # dropout masks and dropped outputs after the attention and MLP outputs
         total += 2 * (mask_b + ab) * h
     if w.attention == "eager":  # the softmax probabilities (fp32 under autocast, plus the 16-bit copy for P @ V)
-        probs = 4 + ab if w.precision == "mixed" else ab
+        probs = 4 + ab if w.storage == "mixed" else ab
         total += a * s_kv * (probs + (mask_b + ab if arch.dropout else 0))
     if fp.full:  # inputs of every trainable linear (q/k/v share one) and the normalised input of each norm weight
         total += ab * (h + arch.q_dim + (h if arch.mlp == "gated" else 0) + i) + arch.norms_per_layer * ab * h
@@ -164,7 +179,7 @@ def layer_activation_bytes(arch: Arch, fp: Footprint, ab: int, s_kv: int, kv_wid
 
 def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     """The predicted peak of PyTorch's allocator for one training step of `fp` on `arch` under `w`."""
-    wb, ab = _bytes(w.precision)
+    wb, ab = _bytes(w.storage)
     notes: list[str] = []
     seq = w.seq_len + fp.extra_positions
     tokens = w.batch * seq
@@ -178,10 +193,10 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     else:
         weights = arch.total_params * wb
     # peft keeps adapter weights in fp32 (autocast_adapter_dtype=True) unless told to keep the model's dtype
-    adapter_b = 4 if w.adapter_dtype == "fp32" or w.precision in ("fp32", "mixed") else 2
+    adapter_b = 4 if w.adapter_dtype == "fp32" or w.storage in ("fp32", "mixed") else 2
     adapters = fp.added * adapter_b
     # Trainable state: gradient and optimizer bytes per trainable parameter, in the trainable parameter's dtype.
-    pb = (wb if w.precision != "mixed" else 4) if fp.full else adapter_b
+    pb = (wb if w.storage != "mixed" else 4) if fp.full else adapter_b
     grad_b = pb
     opt_b = {"adamw": 2 * pb, "adamw8bit": 2.0 + 8 / 256, "paged_adamw8bit": 2.0 + 8 / 256, "sgd": pb}[w.optimizer]
     if w.optimizer == "paged_adamw8bit":
@@ -209,7 +224,7 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     # activation dtype (aten dropout's non-fused path). Measured: benchmarks/calibrate.py.
     mask_b = 1 if w.device == "cuda" else ab
     per_layer = layer_activation_bytes(arch, fp, ab, s_kv, kv_width, mask_b, w)
-    layer_input = ab * arch.hidden if w.precision != "mixed" else 4 * arch.hidden
+    layer_input = ab * arch.hidden if w.storage != "mixed" else 4 * arch.hidden
     # With checkpointing each block keeps only its input; in backward one block at a time is recomputed, after the
     # loss buffers are gone, so the recomputed block and the loss buffers never coexist (measured on CPU:
     # benchmarks/calibrate.py; summing them over-counted by one block).
@@ -224,13 +239,13 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     if fp.weight_copies and wb == 2:  # fp32 copies of 16-bit weights kept for backward
         activations += fp.weight_copies * 4 * blocks_alive
     activations += fp.saved_per_block * adapter_b * blocks_alive
-    if w.precision == "mixed":  # autocast's 16-bit copies of the linear weights, saved from forward to backward
+    if w.storage == "mixed":  # autocast's 16-bit copies of the linear weights, saved from forward to backward
         activations += 2 * arch.block_linear_params
         notes.append("mixed precision: 16-bit copies of the linear weights held from forward to backward")
-    logit_b = LOGIT_BYTES[w.precision] if w.loss == "hf" else CHUNKED_LOGIT_BYTES
-    logits = tokens * arch.vocab * logit_b if arch.task == "causal_lm" else 0.0
+    logit_b = LOGIT_BYTES[w.storage] if w.loss == "hf" else CHUNKED_LOGIT_BYTES
+    logits = tokens * arch.vocab * logit_b if arch.head == "lm" else 0.0
     # 4-bit and 8-bit: each linear is dequantized to the compute dtype for its matmul, one at a time.
-    dequant = max(m.d_in * m.d_out for m in arch.block) * (4 if w.precision == "fp32" else 2) if fp.quantized else 0.0
+    dequant = max(m.d_in * m.d_out for m in arch.block) * (4 if w.storage == "fp32" else 2) if fp.quantized else 0.0
     transient = max(dequant, 4.0 * fp.transient_fp32)
 
     breakdown = {"weights": weights, "adapters": adapters, "gradients": grads, "optimizer_states": opt_states,
@@ -265,13 +280,10 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
 
 # ---- glue for suites and records ------------------------------------------------------------------------------
 
-SUITE_PRECISION = {"fp32": "fp32", "bf16": "bf16", "bf16-mixed": "mixed", "fp16-mixed": "mixed"}
-
-
 def workload_for_suite(suite: dict[str, Any], device: str | None = None) -> Workload:
     t = suite["training"]
     dev = device or ("cuda" if t.get("device") == "cuda" else "cpu" if t.get("device") == "cpu" else "cuda")
-    return Workload(batch=t["batch_size"], seq_len=t["max_length"], precision=SUITE_PRECISION[t["precision"]],
+    return Workload(batch=t["batch_size"], seq_len=t["max_length"], precision=t["precision"],
                     grad_ckpt=bool(t.get("gradient_checkpointing")), optimizer="adamw", device=dev)
 
 

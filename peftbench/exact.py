@@ -33,15 +33,18 @@ def meta_model(config: dict[str, Any], task: str, num_labels: int = 2):
     """The architecture of `config` on the meta device, with the head `task` needs."""
     quiet_libraries()
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoConfig
+
+    from . import tasks
+    from .suite import ModelConfig
 
     fields = {k: v for k, v in config.items() if not k.startswith("_")}
     cfg = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    kind = tasks.get(task)
+    for key, value in kind.model_kwargs(ModelConfig(name="meta", task=task, num_labels=num_labels)).items():
+        setattr(cfg, key, value)  # from_config takes no model kwargs: they are config fields (num_labels)
     with torch.device("meta"):
-        if task == "classification":
-            cfg.num_labels = num_labels
-            return AutoModelForSequenceClassification.from_config(cfg)
-        return AutoModelForCausalLM.from_config(cfg)
+        return kind.auto_class().from_config(cfg)
 
 
 def exact_counts(config: dict[str, Any], task: str, method: str, settings: dict[str, Any],
@@ -50,15 +53,13 @@ def exact_counts(config: dict[str, Any], task: str, method: str, settings: dict[
     import torch
 
     from . import methods as registry
+    from .context import meta_context
     from .measure import count_parameters
-    from .worker import PEFT_TASK, WorkerContext
 
     m = registry.get(method)
     resolved = m.counting_settings(m.Settings.model_validate(settings))
     model = meta_model(config, task, num_labels)
-    ctx = WorkerContext(task=task, peft_task_type=PEFT_TASK[task], device=torch.device("meta"), precision="fp32",
-                        load_dtype=torch.float32, compute_dtype=torch.float32, gradient_checkpointing=False,
-                        tokenizer_path="")
+    ctx = meta_context(task)
     # The method's new modules (LoRA matrices, prompt embeddings) must land on the meta device too: otherwise peft
     # allocates and initialises them for real (about 3 s and 160 MB for LoRA r16 on every linear of a 7B model).
     with torch.device("meta"):

@@ -20,7 +20,13 @@ DTYPES = ("fp32", "bf16", "fp16")
 # 16-bit weights round W + BA to 8 (bf16) or 11 (fp16) mantissa bits.
 RTOL = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 5e-3}
 CHECK_TEXT = "The quick brown fox jumps over the lazy dog, and then it was not good at all. " * 4
-MERGEABLE = {"LORA", "IA3", "LOHA", "LOKR", "ADALORA", "VERA", "OFT", "BOFT"}  # peft types with merge_and_unload
+
+
+def mergeable_peft_types() -> list[str]:
+    """The peft types of the registered methods that merge (their `Traits.mergeable`), in name order."""
+    from . import methods
+
+    return sorted({m.peft_type for m in methods.load_all().values() if m.peft_type and m.traits.mergeable})
 
 
 @dataclass
@@ -91,27 +97,27 @@ def merge(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32"
     quiet_libraries()
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from . import tasks
 
     config = read_adapter_config(adapter)
     peft_type, task = config.get("peft_type", ""), config.get("task_type") or "CAUSAL_LM"
-    if peft_type not in MERGEABLE:
-        raise PeftbenchError(f"{peft_type or 'this'} adapters cannot be merged into the base weights "
-                             "(prompt-like methods add positions at inference instead)")
+    if peft_type not in mergeable_peft_types():
+        raise PeftbenchError(f"{peft_type or 'this'} adapters cannot be merged into the base weights (peftbench "
+                             f"merges {', '.join(mergeable_peft_types())}; prompt-like methods add positions at "
+                             "inference instead)")
     if str(config.get("init_lora_weights", "")).startswith(("pissa", "olora")):
         raise PeftbenchError("PiSSA/OLoRA adapters are saved against their residual base (the weights minus the "
                              "initial adapter); merging them into the original base would be wrong. Convert them "
                              "with peft's path_initial_model_for_weight_conversion first")
-    if task not in ("CAUSAL_LM", "SEQ_CLS"):
-        raise PeftbenchError(f"task_type {task!r} is not supported (CAUSAL_LM or SEQ_CLS)")
+    kind = tasks.by_peft_type(task)
     if out.exists() and any(out.iterdir()):
         raise PeftbenchError(f"{out} exists and is not empty: choose a new --out")
     path = base_path(base, config)
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    if task == "SEQ_CLS":
-        cls, kwargs = AutoModelForSequenceClassification, {"num_labels": _num_labels(adapter)}
-    else:
-        cls, kwargs = AutoModelForCausalLM, {}
+    cls = kind.auto_class()
+    kwargs = {"num_labels": _num_labels(adapter)} if kind.head == "classifier" else {}
     tokenizer_src = str(adapter) if (adapter / "tokenizer_config.json").is_file() else path
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_src)
     model = PeftModel.from_pretrained(cls.from_pretrained(path, dtype=torch_dtype, **kwargs), str(adapter))

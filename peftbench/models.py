@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PeftbenchError
-from .suite import ModelConfig
+from .suite import ModelConfig, Suite
 
 BUILTINS = {"builtin:minilm": "classification", "builtin:tiny-llama": "causal_lm"}
 
@@ -150,19 +150,16 @@ def load_tokenizer(cfg: ModelConfig, path: str):
 
 
 def load_model(cfg: ModelConfig, path: str, tokenizer: Any, dtype: Any, device: Any, extra: dict[str, Any]):
-    """from_pretrained with the method's extra kwargs (e.g. quantization), placed on `device`."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    """from_pretrained with the task's model class and the method's extra kwargs (e.g. quantization), on `device`."""
+    from . import tasks
 
-    kwargs: dict[str, Any] = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=dtype)
-    if cfg.task == "classification":
-        cls = AutoModelForSequenceClassification
-        kwargs["num_labels"] = cfg.num_labels
-    else:
-        cls = AutoModelForCausalLM
+    kind = tasks.get(cfg.task)
+    kwargs: dict[str, Any] = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=dtype,
+                                  **kind.model_kwargs(cfg))
     quantized = "quantization_config" in extra
     if quantized and device.type == "cuda":
         kwargs["device_map"] = {"": device.index or 0}  # bitsandbytes quantizes while placing on the GPU
-    model = cls.from_pretrained(path, **kwargs, **extra)
+    model = kind.auto_class().from_pretrained(path, **kwargs, **extra)
     if quantized:
         from .compat import keep_4bit_weights_trainable
 
@@ -172,3 +169,15 @@ def load_model(cfg: ModelConfig, path: str, tokenizer: Any, dtype: Any, device: 
     if not quantized:
         model.to(device)
     return model
+
+
+def load_prepared(suite: Suite, method: Any, settings: Any, ctx: Any, path: str, tokenizer: Any):
+    """The base model loaded as the method needs it, with the method applied: what gets trained."""
+    from .measure import own_cpu_storage
+
+    model = load_model(suite.model, path, tokenizer, ctx.load_dtype, ctx.device, method.load_kwargs(settings, ctx))
+    if ctx.device.type == "cpu":
+        own_cpu_storage(model)
+    if ctx.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return method.prepare(model, settings, ctx)

@@ -16,26 +16,11 @@ from .errors import PeftbenchError
 from .arch import arch_from_config
 from .estimate import GIB, Estimate, estimate, estimate_run, workload_for_suite
 
-# command-line option -> (method settings field, how to turn the option's value into the field's value)
-OPTION_FIELDS = {
-    "rank": ("ranks", lambda v: [v]),
-    "alpha": ("alpha", lambda v: v),
-    "targets": ("target_modules", lambda v: v if v == "all-linear" else [t.strip() for t in v.split(",") if t.strip()]),
-    "virtual_tokens": ("num_virtual_tokens", lambda v: v),
-}
-
-
 def settings_from_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
-    """A method entry from `--rank/--alpha/--targets/--virtual-tokens`; an option the method lacks is an error."""
+    """A method entry from `--rank/--alpha/--targets/--virtual-tokens`, as the method maps them (its `options`); an
+    option the method does not map is an error."""
     m = registry.get(method)
-    entry: dict[str, Any] = {"method": method}
-    for opt, value in options.items():
-        if value is None:
-            continue
-        field, convert = OPTION_FIELDS[opt]
-        if field not in m.Settings.model_fields:
-            raise PeftbenchError(f"--{opt.replace('_', '-')} does not apply to method {method}")
-        entry[field] = convert(value)
+    entry = m.settings_from_options(options)
     try:
         m.Settings.model_validate(entry)
     except ValidationError as err:

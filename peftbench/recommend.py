@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import catalog
+from . import catalog, tasks
 from . import methods as registry
 from .errors import PeftbenchError
 from .arch import Arch, Footprint, arch_from_config
@@ -36,7 +36,6 @@ MARGIN_FRACTION = 0.10  # of the budget: allocator slack (reserved - allocated, 
 BATCHES = (8, 4, 2, 1)  # micro-batch sizes tried, largest first
 EFFECTIVE_BATCH = 16  # sequences per optimizer step; gradient accumulation makes up the rest
 PRIORITIES = ("quality", "memory", "speed", "latency", "adapter-size")
-TASKS = {"generation": "causal_lm", "causal_lm": "causal_lm", "classification": "classification"}
 # One representative per common size, for the table printed when no --model is given.
 SIZE_TABLE = (("0.5B", "qwen2.5-0.5b"), ("1B", "llama-3.2-1b"), ("3B", "llama-3.2-3b"), ("7B", "llama-2-7b"),
               ("13B", "llama-2-13b"), ("70B", "llama-2-70b"))
@@ -49,7 +48,7 @@ class Request:
     examples: int
     model: str | None = None
     seq_len: int = DEFAULT_SEQ_LEN
-    task: str = "causal_lm"
+    task: str = tasks.DEFAULT  # a registered task kind
     priority: str = "quality"
     gpus: int = 1
     results: Path | None = None
@@ -93,11 +92,8 @@ class Candidate:
     footprint: Footprint
     advice: Advice  # the method's: prior, why, learning rate, proxy
     traits: Traits  # the method's: mergeable, quantized base, extra positions, gradient checkpointing
-
-    @property
-    def rank(self) -> int | None:
-        ranks = self.settings.get("ranks")
-        return ranks[0] if ranks else None
+    family: str  # the method's family (peftbench/methods/base.py)
+    rank: int | None  # the rank of a low-rank update, as the method reads it from its settings
 
     @property
     def all_linear(self) -> bool:
@@ -152,13 +148,14 @@ def _data_rank(examples: int) -> int:
 
 
 def _rank_effect(o: Option, req: Request, arch: Arch) -> float:
-    r = o.cand.rank
+    r = o.cand.rank if o.cand.family == "low-rank" else None
     return -0.25 * abs(math.log2(r / _data_rank(req.examples))) if r else 0.0
 
 
 def _few_params(o: Option, arch: Arch) -> bool:
-    """Methods that train under 0.1% of the model (IA3, prompt and prefix tuning at usual sizes)."""
-    return not o.cand.footprint.full and o.cand.rank is None and o.cand.footprint.trainable < 1e-3 * arch.total_params
+    """Methods outside the full and low-rank families that train under 0.1% of the model (IA3, prompt and prefix
+    tuning at usual sizes)."""
+    return o.cand.family not in ("full", "low-rank") and o.cand.footprint.trainable < 1e-3 * arch.total_params
 
 
 # PEFT's MetaMathQA benchmark (huggingface/peft method_comparison/MetaMathQA/results, Llama-3.2-3B, 20,000
@@ -182,7 +179,7 @@ RULES: tuple[Rule, ...] = (
          f"full finetuning'; Schulman et al. 2025: attention-only LoRA underperforms; {MC}: r10 on the MLP 0.526 "
          f"vs r32 on q,v 0.482 at the same parameter count",
          lambda req, arch: True,
-         lambda o, req, arch: -0.5 if o.cand.rank is not None and not o.cand.all_linear else 0.0),
+         lambda o, req, arch: -0.5 if o.cand.family == "low-rank" and not o.cand.all_linear else 0.0),
     Rule("small-data-no-full",
          "under 1,000 examples full fine-tuning gains nothing over adapters, at several times the memory and a "
          "whole-model checkpoint",
@@ -256,10 +253,10 @@ MEASURED_RULE = Rule(
 # ---- candidates -----------------------------------------------------------------------------------------------
 
 
-def _label(method: str, settings: dict[str, Any]) -> str:
+def _label(method: str, rank: int | None, settings: dict[str, Any]) -> str:
     parts = [method]
-    if settings.get("ranks"):
-        parts.append(f"r{settings['ranks'][0]}")
+    if rank is not None:
+        parts.append(f"r{rank}")
     targets = settings.get("target_modules")
     if targets:
         parts.append(targets if isinstance(targets, str) else ",".join(targets))
@@ -278,11 +275,12 @@ def candidates(arch: Arch) -> list[Candidate]:
             settings = m.Settings.model_validate({"method": m.name, **proposal})
             fp = m.footprint(arch, settings)
             dumped = settings.model_dump(exclude_defaults=False)
+            rank = m.rank(settings)
             label_settings = {**proposal, **({"target_modules": ",".join(arch.lora_defaults)}
-                                             if "ranks" in proposal and "target_modules" not in proposal else {})}
+                                             if m.family == "low-rank" and "target_modules" not in proposal else {})}
             out.append(Candidate(
-                method=m.name, settings=dumped, label=_label(m.name, label_settings), footprint=fp,
-                advice=m.advice, traits=m.traits))
+                method=m.name, settings=dumped, label=_label(m.name, rank, label_settings), footprint=fp,
+                advice=m.advice, traits=m.traits, family=m.family, rank=rank))
     return out
 
 
@@ -342,6 +340,15 @@ def load_measured(results: Path, task: str):
     return records, model.get("name")
 
 
+def _record_rank(rec) -> int | None:
+    """The rank a measured run's method reads from its settings (None when it has none or they no longer validate)."""
+    try:
+        m = registry.get(rec.method_type)
+        return m.rank(m.Settings.model_validate(rec.settings))
+    except (PeftbenchError, ValueError):
+        return None
+
+
 def _apply_measured(options: list[Option], records: list) -> None:
     """Score each candidate by the record of its method (same rank when measured, else the nearest rank), or of
     its method's proxy (QLoRA: LoRA); a candidate with neither gets the mean change of the measured ones, so
@@ -363,8 +370,7 @@ def _apply_measured(options: list[Option], records: list) -> None:
         if not same:
             unmeasured.append(o)
             continue
-        rank = o.cand.rank
-        rec = min(same, key=lambda r: abs(((r.settings.get("ranks") or [0])[0]) - (rank or 0)))
+        rec = min(same, key=lambda r: abs((_record_rank(r) or 0) - (o.cand.rank or 0)))
         delta = 2.0 * (value(rec) - best)
         o.score += delta
         o.effects.append((MEASURED_RULE.name, delta))

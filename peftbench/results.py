@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 STATUSES = ("ok", "failed", "oom", "timeout", "skipped")
-PROGRESS_PREFIX = "@@peftbench "  # a worker's stdout lines that start with this carry one JSON progress event
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
-import json
 import os
 import queue
 import signal
@@ -29,7 +28,8 @@ from .environment import provenance
 from .errors import PeftbenchError
 from .methods.base import RunPlan
 from .models import check_available
-from .results import PROGRESS_PREFIX, ResultStore, RunRecord
+from .protocol import WorkerSpec, parse_progress
+from .results import ResultStore, RunRecord
 from .suite import LoadedSuite
 
 
@@ -125,23 +125,11 @@ def _last_error_line(log: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def worker_spec(resolved_suite: dict[str, Any], plan: RunPlan, suite_dir: Path | None = None,
-                adapter_dir: Path | None = None) -> dict[str, Any]:
-    """What a worker is given (as JSON): the resolved suite, its run, where relative paths start, where to save."""
-    return {
-        "suite": resolved_suite,
-        "suite_dir": str(suite_dir) if suite_dir else None,
-        "run": {"name": plan.name, "method": plan.method, "settings": plan.settings},
-        "adapter_dir": str(adapter_dir) if adapter_dir else None,
-    }
-
-
-def run_worker(plan: RunPlan, spec: dict[str, Any], store: ResultStore, timeout_s: float, env: dict[str, str],
+def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: float, env: dict[str, str],
                on_event: Callable[[dict], None]) -> RunRecord:
     """Start one worker, relay its progress, enforce the timeout, and return its record (always one)."""
     spec_path = store.root / "specs" / f"{plan.name}.json"
-    spec_path.parent.mkdir(parents=True, exist_ok=True)
-    spec_path.write_text(json.dumps(spec, indent=2))
+    spec.write(spec_path)
     result_path = store.record_path(plan.name)
     log_path = store.logs_dir / f"{plan.name}.log"
     with open(log_path, "w") as log:
@@ -166,13 +154,11 @@ def run_worker(plan: RunPlan, spec: dict[str, Any], store: ResultStore, timeout_
                 line = lines.get(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
             except queue.Empty:
                 line = ""
+            event = parse_progress(line) if line else None
             if line is None:
                 eof = True
-            elif line.startswith(PROGRESS_PREFIX):
-                try:
-                    on_event(json.loads(line[len(PROGRESS_PREFIX):]))
-                except json.JSONDecodeError:
-                    pass
+            elif event is not None:
+                on_event(event)
             elif line:
                 log.write(line)
             if not eof and time.monotonic() > deadline:
@@ -240,14 +226,14 @@ def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume:
     store = open_store(loaded, results_base, resume)
     suite = loaded.suite
     env = worker_env(suite.runner.stable_rss)
-    resolved = loaded.resolved()
+    suite_dir = str(Path(loaded.path).resolve().parent)
     for i, plan in enumerate(loaded.runs, 1):
         if store.has(plan.name):
             progress.run_kept(store.read(plan.name))
             continue
         progress.run_started(plan, i, len(loaded.runs))
-        adapter_dir = store.root / "adapters" / plan.name if suite.runner.save_adapters else None
-        spec = worker_spec(resolved, plan, Path(loaded.path).resolve().parent, adapter_dir)
+        adapter_dir = str(store.root / "adapters" / plan.name) if suite.runner.save_adapters else None
+        spec = WorkerSpec(suite=suite, run=plan, suite_dir=suite_dir, adapter_dir=adapter_dir)
         record = run_worker(plan, spec, store, suite.runner.timeout_s, env, lambda ev, p=plan: progress.event(p, ev))
         progress.run_finished(record)
     return store

@@ -14,13 +14,12 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from . import methods as registry
 from .errors import SuiteError, did_you_mean
 from .methods.base import RunPlan
 
-Task = Literal["classification", "causal_lm"]
 Precision = Literal["fp32", "bf16", "bf16-mixed", "fp16-mixed"]
 
 
@@ -30,13 +29,24 @@ class _Strict(BaseModel):
 
 class ModelConfig(_Strict):
     name: str = Field(description="'builtin:minilm', 'builtin:tiny-llama', a local directory, or a hub id")
-    task: Task
+    task: str = Field(description="a registered task kind (`peftbench methods` lists them): classification, causal_lm")
     num_labels: PositiveInt = Field(2, description="classification only")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
     trust_remote_code: bool = Field(False, description="run code shipped with a hub model; off unless set here")
     config_overrides: dict[str, int | float | bool | str] = Field(
         default_factory=dict, description="builtin:tiny-llama only: LlamaConfig fields (hidden_size, ...)"
     )
+
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        from . import tasks
+
+        kinds = tasks.load_all()
+        if v not in kinds:
+            raise ValueError(f"unknown task {v!r}{did_you_mean(v, kinds)}; known: {', '.join(kinds)}")
+        return v
 
 
 class DatasetConfig(_Strict):

@@ -53,13 +53,13 @@ def tiny_causal() -> dict:
     return copy.deepcopy(TINY_CAUSAL)
 
 
-def spec_for(base: dict, method: str, **settings) -> dict:
+def spec_for(base: dict, method: str, adapter_dir: Path | None = None, **settings):
     """The worker spec of the first run of `method` (with `settings`) on the tiny suite `base`."""
-    from peftbench.runner import worker_spec
+    from peftbench.protocol import WorkerSpec
     from peftbench.suite import parse_suite
 
     suite, runs = parse_suite({**base, "methods": [{"method": method, **settings}]})
-    return worker_spec(suite.model_dump(mode="json"), runs[0])
+    return WorkerSpec(suite=suite, run=runs[0], adapter_dir=str(adapter_dir) if adapter_dir else None)
 
 
 def write_suite(tmp_path: Path, data: dict, name: str = "suite.yaml") -> Path:

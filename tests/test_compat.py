@@ -32,16 +32,16 @@ def run_in_process(spec: dict):
 
 def prepared(base: dict, method: str, **settings):
     """The model the worker trains for `method` on a tiny suite, built by the worker's own loader."""
-    from peftbench import methods, models, worker
-    from peftbench.suite import Suite
+    from peftbench import methods, models
+    from peftbench.context import make_context
 
     spec = spec_for(base, method, **settings)
-    suite = Suite.model_validate(spec["suite"])
+    suite = spec.suite
     m = methods.get(method)
     path = models.model_path(suite.model)
     tok = models.load_tokenizer(suite.model, path)
-    ctx = worker.make_context(suite, path)
-    return worker.load_prepared(suite, m, m.Settings.model_validate(spec["run"]["settings"]), ctx, path, tok), tok
+    ctx = make_context(suite, path)
+    return models.load_prepared(suite, m, m.Settings.model_validate(spec.run.settings), ctx, path, tok), tok
 
 
 @pytest.fixture(params=[True, False], ids=["avx512bf16-path", "generic-path"])

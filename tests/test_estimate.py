@@ -173,10 +173,10 @@ def test_bf16_full_fine_tuning_static_terms(llama7b):
 
 def test_optimizers(llama7b):
     fp = footprint(llama7b, "full")
-    adamw = estimate(llama7b, fp, Workload(precision="mixed"))
-    eight = estimate(llama7b, fp, Workload(precision="mixed", optimizer="adamw8bit"))
-    paged = estimate(llama7b, fp, Workload(precision="mixed", optimizer="paged_adamw8bit"))
-    sgd = estimate(llama7b, fp, Workload(precision="mixed", optimizer="sgd"))
+    adamw = estimate(llama7b, fp, Workload(precision="bf16-mixed"))
+    eight = estimate(llama7b, fp, Workload(precision="bf16-mixed", optimizer="adamw8bit"))
+    paged = estimate(llama7b, fp, Workload(precision="bf16-mixed", optimizer="paged_adamw8bit"))
+    sgd = estimate(llama7b, fp, Workload(precision="bf16-mixed", optimizer="sgd"))
     assert adamw.breakdown["optimizer_states"] == 8 * fp.trainable  # fp32 master weights: two fp32 moments
     assert eight.breakdown["optimizer_states"] == pytest.approx(2 * fp.trainable, rel=0.02)
     assert paged.breakdown["optimizer_states"] == 0 and any("paged" in n for n in paged.notes)

@@ -22,17 +22,17 @@ BY_TASK = {
 }
 
 
-def independent_trainable_count(spec: dict) -> int:
+def independent_trainable_count(spec) -> int:
     """Rebuild the trained model and count trainable elements by numel (right for non-quantized tensors)."""
-    from peftbench import models, worker
-    from peftbench.suite import Suite
+    from peftbench import models
+    from peftbench.context import make_context
 
-    suite = Suite.model_validate(spec["suite"])
-    method = methods.get(spec["run"]["method"])
-    settings = method.Settings.model_validate(spec["run"]["settings"])
+    suite = spec.suite
+    method = methods.get(spec.run.method)
+    settings = method.Settings.model_validate(spec.run.settings)
     path = models.model_path(suite.model)
     tok = models.load_tokenizer(suite.model, path)
-    model = worker.load_prepared(suite, method, settings, worker.make_context(suite, path), path, tok)
+    model = models.load_prepared(suite, method, settings, make_context(suite, path), path, tok)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -83,7 +83,7 @@ def test_full_trains_everything_and_qlora_counts_4bit_weights_in_full(records, t
     assert full.trainable_params == full.total_params
     # same LoRA adapters on the same architecture: peft's counter unpacks the 4-bit weights, so totals agree
     lora_spec, qlora_spec = records[task, "lora"][0], records[task, "qlora"][0]
-    if lora_spec["run"]["settings"]["ranks"] == qlora_spec["run"]["settings"]["ranks"]:
+    if lora_spec.run.settings["ranks"] == qlora_spec.run.settings["ranks"]:
         assert qlora.trainable_params == lora.trainable_params
         assert qlora.total_params == lora.total_params
 
@@ -108,7 +108,7 @@ def test_merged_inference_is_measured_or_explained(records, task, name):
 def test_lora_count_matches_the_formula(records):
     """MiniLM-L6: 6 layers, hidden 384, LoRA r8 on query and value, plus the 384->2 classifier head."""
     r = records["classification", "lora"][1]
-    rank = records["classification", "lora"][0]["run"]["settings"]["ranks"][0]
+    rank = records["classification", "lora"][0].run.settings["ranks"][0]
     assert r.trainable_params == 6 * 2 * rank * (384 + 384) + (384 * 2 + 2)
 
 

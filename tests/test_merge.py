@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from .conftest import TINY_CAUSAL, TINY_CLASSIFICATION
+from .conftest import TINY_CAUSAL, TINY_CLASSIFICATION, spec_for
 from .test_cli import assert_user_error, invoke
 
 torch = pytest.importorskip("torch")
@@ -15,11 +15,8 @@ torch = pytest.importorskip("torch")
 
 def train(base: dict, method: str, adapter_dir):
     from peftbench import worker
-    from peftbench.runner import worker_spec
-    from peftbench.suite import parse_suite
 
-    suite, runs = parse_suite({**base, "methods": [{"method": method}]})
-    spec = worker_spec(suite.model_dump(mode="json"), runs[0], adapter_dir=adapter_dir)
+    spec = spec_for(base, method, adapter_dir=adapter_dir)
     record = worker.new_record(spec)
     with contextlib.redirect_stdout(io.StringIO()):  # the worker's progress protocol
         worker.run(spec, record)

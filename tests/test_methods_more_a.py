@@ -186,11 +186,11 @@ def _tiny_llama(dtype):
 
 
 def _ctx(total_steps: int, dtype=torch.float32):
-    from peftbench.worker import WorkerContext
+    from peftbench import tasks
+    from peftbench.context import RunContext
 
-    return WorkerContext(task="causal_lm", peft_task_type="CAUSAL_LM", device=torch.device("cpu"), precision="fp32",
-                         load_dtype=dtype, compute_dtype=dtype, gradient_checkpointing=False, tokenizer_path="",
-                         total_steps=total_steps)
+    return RunContext(task=tasks.get("causal_lm"), device=torch.device("cpu"), precision="fp32", load_dtype=dtype,
+                      compute_dtype=dtype, gradient_checkpointing=False, tokenizer_path="", total_steps=total_steps)
 
 
 def test_adalora_trains_to_the_target_budget_and_evaluates_without_the_penalty():

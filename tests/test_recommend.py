@@ -175,7 +175,7 @@ def test_cli_one_model_with_reasons():
 
 def test_cli_json(tmp_path):
     result = invoke("recommend", "--gpu-gb", "8", "--examples", "20000", "--model", "mistral-7b", "--task",
-                    "generation", "--json")
+                    "causal_lm", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["method"] == "qlora" and data["fits"] is True and data["estimated_peak_gib"] > 0

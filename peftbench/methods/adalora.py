@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from . import register
-from .base import Method, MethodSettings, Traits, classifier_copy
+from .base import Method, MethodSettings, Traits, classifier_copy, target_list
 
 
 class AdaLoraSettings(MethodSettings):
@@ -105,9 +105,21 @@ class AdaLora(Method):
     name = "adalora"
     summary = "AdaLoRA: SVD-shaped LoRA with an adaptive rank budget"
     traits = Traits(mergeable=True, quantized_base=False)
+    family = "low-rank"
+    peft_type = "ADALORA"
+    # --rank is the budget it prunes to; the update starts at init_rank
+    options = {"rank": ("target_rank", int), "targets": ("target_modules", target_list)}
     Settings = AdaLoraSettings
+    test_settings = (
+        {},
+        {"init_rank": 6, "target_rank": 2, "target_modules": "all-linear"},
+        {"init_rank": 16, "target_rank": 4, "target_modules": ["q_proj", "o_proj", "down_proj"]},
+    )
     # E starts at zero and A, B at std 0.02 (peft reset_lora_parameters): updates start smaller than LoRA's
     default_learning_rate = 1e-3
+
+    def rank(self, settings):
+        return settings.target_rank
 
     def footprint(self, arch, settings):
         """Right after `prepare`, before any pruning: r (d_in + d_out + 1) trainable per wrapped linear (lora_A,

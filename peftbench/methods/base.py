@@ -1,19 +1,30 @@
-"""What a fine-tuning method is to peftbench: settings, traits, run expansion, loading and applying.
+"""What a fine-tuning method is to peftbench: everything the rest of the project needs to know about it.
 
-No torch/peft import at module level (the registry is read by the CLI without torch); `prepare` and
-`load_kwargs` run in the worker and import what they need.
+A method module declares its settings, traits and family, how it is loaded and applied (peft), its memory
+footprint, what the recommender may propose, the command-line options it maps, the settings its parameter counts
+are tested with, and how it saves and merges. Nothing outside the module names a method: the suite schema,
+`peftbench methods`, the estimator, the recommender, merge, the worker and the parametrized tests read these.
+
+No torch/peft import at module level (the registry is read by the CLI without torch); `prepare`, `load_kwargs`,
+`merge` and `save` run in the worker and import what they need.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 if TYPE_CHECKING:  # only for annotations: the worker passes real objects
     from ..arch import Arch, Footprint
-    from ..worker import WorkerContext
+    from ..context import RunContext
+
+# What kind of change a method makes; the recommender's rules are written per family.
+Family = Literal["full", "low-rank", "orthogonal", "scaling", "soft-prompt", "selective"]
+FAMILIES: tuple[str, ...] = get_args(Family)
 
 
 class MethodSettings(BaseModel):
@@ -60,23 +71,42 @@ class RunPlan:
     settings: dict[str, Any]
 
 
+def target_list(value: str) -> list[str] | str:
+    """A --targets value: 'all-linear', or comma-separated module names."""
+    return value if value == "all-linear" else [t.strip() for t in value.split(",") if t.strip()]
+
+
+# --rank, --alpha, --targets and --virtual-tokens of `peftbench estimate`, as most methods map them
+LOW_RANK_OPTIONS = {"rank": ("ranks", lambda v: [v]), "alpha": ("alpha", float), "targets": ("target_modules", target_list)}
+TARGETS_OPTION = {"targets": ("target_modules", target_list)}
+VIRTUAL_TOKENS_OPTION = {"virtual_tokens": ("num_virtual_tokens", int)}
+
+
 class Method:
     name: ClassVar[str]
     summary: ClassVar[str]
     traits: ClassVar[Traits]
+    family: ClassVar[Family]
     Settings: ClassVar[type[MethodSettings]] = MethodSettings
     default_learning_rate: ClassVar[float]
     advice: ClassVar[Advice | None] = None  # None: the recommender never proposes this method
+    # The peft_type of the adapters it saves (adapter_config.json), so `peftbench merge` knows them; None: no adapter.
+    peft_type: ClassVar[str | None] = None
+    # Command-line option of `peftbench estimate` -> (settings field, conversion of the option's value).
+    options: ClassVar[dict[str, tuple[str, Callable[[Any], Any]]]] = {}
+    # Settings (without `method`) whose analytic parameter count the tests check against peft on every test
+    # architecture (tests/integration/test_counts.py): one per distinct code path of `footprint`.
+    test_settings: ClassVar[tuple[dict[str, Any], ...]] = ({},)
 
     def expand(self, settings: MethodSettings) -> list[RunPlan]:
         """The runs one suite entry stands for. Default: one run named after the method."""
         return [RunPlan(self.name, self.name, settings.model_dump())]
 
-    def load_kwargs(self, settings: MethodSettings, ctx: WorkerContext) -> dict[str, Any]:
+    def load_kwargs(self, settings: MethodSettings, ctx: RunContext) -> dict[str, Any]:
         """Extra keyword arguments for `from_pretrained` (e.g. a quantization config)."""
         return {}
 
-    def prepare(self, model: Any, settings: MethodSettings, ctx: WorkerContext) -> Any:
+    def prepare(self, model: Any, settings: MethodSettings, ctx: RunContext) -> Any:
         """Return the model to train: the base model wrapped by peft, or the base itself for full fine-tuning."""
         raise NotImplementedError
 
@@ -104,6 +134,45 @@ class Method:
         """Settings to apply on a meta-device model for exact parameter counts (no weights, no tokenizer)."""
         return settings
 
+    def rank(self, settings: MethodSettings) -> int | None:
+        """The rank of a low-rank update (the recommender's rank rules), None for methods without one."""
+        return None
+
+    def settings_from_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """A suite entry for this method from command-line options (None: not given); an option the method does
+        not map is an error."""
+        from ..errors import PeftbenchError
+
+        entry: dict[str, Any] = {"method": self.name}
+        for opt, value in options.items():
+            if value is None:
+                continue
+            if opt not in self.options:
+                raise PeftbenchError(f"--{opt.replace('_', '-')} does not apply to method {self.name}")
+            field, convert = self.options[opt]
+            entry[field] = convert(value)
+        return entry
+
+    def unmergeable_reason(self) -> str | None:
+        """Why the trained model has nothing to merge, or None when `merge` applies."""
+        if self.traits.mergeable:
+            return None
+        return f"{self.name}: not mergeable; {self.traits.extra_positions or 'extra modules'} at inference"
+
+    def merge(self, model: Any) -> tuple[Any, str]:
+        """The trained model with its adapter folded into the base weights (peft's merge_and_unload), and a note
+        on what merging changed ('' when it is exact)."""
+        note = "merged into the quantized base weights: re-quantization changes the outputs" \
+            if self.traits.quantized_base else ""
+        return model.merge_and_unload(), note
+
+    def save(self, model: Any, out: Path) -> tuple[float, str]:
+        """Save what the run trained into `out`: (size in MB = 10^6 bytes, what the size counts)."""
+        from ..measure import directory_size_mb
+
+        model.save_pretrained(out)
+        return directory_size_mb(out), "save_pretrained files"
+
     def describe_settings(self) -> str:
         """One line listing this method's own settings, for `peftbench methods`."""
         own = [k for k in self.Settings.model_fields if k not in MethodSettings.model_fields]
@@ -111,7 +180,7 @@ class Method:
 
 
 def classifier_copy(arch: Arch) -> int:
-    """peft trains a copy of a classification head (modules_to_save) for SEQ_CLS; causal LMs have none."""
-    if arch.task != "classification":
+    """peft trains a copy of a classification head (modules_to_save) for SEQ_CLS; language-model heads have none."""
+    if arch.head != "classifier":
         return 0
     return sum(m.params for m in arch.heads_out if m.path == arch.output_layer)

@@ -14,6 +14,7 @@ class Dora(Lora):
     name = "dora"
     summary = "DoRA: LoRA plus a learned magnitude per output (weight-decomposed)"
     advice = None
+    test_settings = ({"ranks": [8]}, {"ranks": [4], "target_modules": "all-linear", "dropout": 0.0})
 
     def footprint(self, arch, settings):
         """LoRA's, plus one magnitude vector (d_out) per wrapped linear. Saved per wrapped block linear, besides

@@ -12,6 +12,7 @@ class Full(Method):
     name = "full"
     summary = "full fine-tuning: every weight trainable"
     traits = Traits(mergeable=True, quantized_base=False)  # nothing to merge: the result is the model itself
+    family = "full"
     default_learning_rate = 5e-5
     advice = Advice(
         prior=0.0,
@@ -27,3 +28,12 @@ class Full(Method):
         for p in model.parameters():
             p.requires_grad_(True)
         return model
+
+    def unmergeable_reason(self):
+        return "full fine-tuning: the trained model itself, nothing to merge"
+
+    def save(self, model, out):
+        """The bytes of the model's tensors, computed rather than written (a checkpoint of every weight)."""
+        from ..measure import tensor_bytes_mb
+
+        return tensor_bytes_mb(model), "model tensors (computed)"

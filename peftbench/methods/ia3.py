@@ -6,7 +6,7 @@ from ..arch import Footprint, Saved
 from pydantic import Field
 
 from . import register
-from .base import Advice, Method, MethodSettings, Traits, classifier_copy
+from .base import TARGETS_OPTION, Advice, Method, MethodSettings, Traits, classifier_copy
 
 
 class IA3Settings(MethodSettings):
@@ -19,6 +19,9 @@ class IA3(Method):
     name = "ia3"
     summary = "IA3: learned scaling of keys, values and FFN activations"
     traits = Traits(mergeable=True, quantized_base=False)
+    family = "scaling"
+    peft_type = "IA3"
+    options = TARGETS_OPTION
     Settings = IA3Settings
     default_learning_rate = 1e-2
     advice = Advice(

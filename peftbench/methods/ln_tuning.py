@@ -7,7 +7,7 @@ from ..arch import Footprint, Saved
 from pydantic import Field
 
 from . import register
-from .base import Method, MethodSettings, Traits, classifier_copy
+from .base import TARGETS_OPTION, Method, MethodSettings, Traits, classifier_copy
 
 
 class LnTuningSettings(MethodSettings):
@@ -38,6 +38,9 @@ class LnTuning(Method):
     name = "ln-tuning"
     summary = "LN tuning: train only the normalisation layers"
     traits = Traits(mergeable=True, quantized_base=False)
+    family = "selective"
+    peft_type = "LN_TUNING"
+    options = TARGETS_OPTION
     Settings = LnTuningSettings
     default_learning_rate = 1e-2
 

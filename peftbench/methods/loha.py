@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from . import register
-from .base import Method, MethodSettings, Traits, classifier_copy
+from .base import LOW_RANK_OPTIONS, Method, MethodSettings, Traits, classifier_copy
 from .lora import expand_ranks
 
 
@@ -80,11 +80,22 @@ class LoHa(Method):
     name = "loha"
     summary = "LoHa: Hadamard product of two low-rank updates (LyCORIS)"
     traits = Traits(mergeable=True, quantized_base=False)
+    family = "low-rank"
+    peft_type = "LOHA"
+    options = LOW_RANK_OPTIONS
     Settings = LycorisSettings
+    test_settings = (
+        {"ranks": [8]},
+        {"ranks": [4], "target_modules": "all-linear"},
+        {"ranks": [16], "target_modules": ["q_proj", "o_proj", "down_proj"]},
+    )
     default_learning_rate = 5e-4  # LoRA's: the same scale of factors and the same alpha = 2r convention
 
     def expand(self, settings):
         return expand_ranks(self, settings)
+
+    def rank(self, settings):
+        return settings.ranks[0]
 
     def footprint(self, arch, settings):
         """2 r (d_in + d_out) per wrapped linear; saved and transient memory as in `lycoris_footprint`. Forward

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from . import register
-from .base import Method, Traits
+from .base import LOW_RANK_OPTIONS, Method, Traits
 from .loha import LycorisSettings, lycoris_footprint, lycoris_kwargs
 from .lora import expand_ranks
 
@@ -67,13 +67,26 @@ class LoKr(Method):
     name = "lokr"
     summary = "LoKr: Kronecker product of a small matrix and a low-rank factor (LyCORIS)"
     traits = Traits(mergeable=True, quantized_base=False)
+    family = "low-rank"
+    peft_type = "LOKR"
+    options = LOW_RANK_OPTIONS
     Settings = LokrSettings
+    test_settings = (
+        {"ranks": [8]},
+        {"ranks": [2], "target_modules": "all-linear"},  # W2 a rank-2 product everywhere
+        {"ranks": [64], "target_modules": ["q_proj", "o_proj", "down_proj"]},  # W2 full where r >= dim/2
+        {"ranks": [4], "decompose_both": True, "decompose_factor": 256, "target_modules": "all-linear"},
+        {"ranks": [4], "decompose_both": True, "decompose_factor": 8, "target_modules": "all-linear"},
+    )
     # W1 starts at zero and its gradient scales with W2's small entries: peft's MetaMathQA comparison tunes LoKr to
     # 3e-3 (30x its base 1e-4); 1e-3 keeps the tiny CPU runs moving without overshooting
     default_learning_rate = 1e-3
 
     def expand(self, settings):
         return expand_ranks(self, settings)
+
+    def rank(self, settings):
+        return settings.ranks[0]
 
     def footprint(self, arch, settings):
         """The factors `lokr_tensors` counts per wrapped linear; saved and transient memory as in

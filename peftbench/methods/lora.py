@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from . import register
-from .base import Advice, Method, MethodSettings, RunPlan, Traits, classifier_copy
+from .base import LOW_RANK_OPTIONS, Advice, Method, MethodSettings, RunPlan, Traits, classifier_copy
 
 
 class LoraSettings(MethodSettings):
@@ -64,11 +64,6 @@ def quantized_lora(model, settings: LoraSettings, ctx):
     return get_peft_model(model, lora_config(settings, ctx))
 
 
-def unquantized_heads(ctx) -> list[str] | None:
-    """Modules bitsandbytes must leave alone: a classification head is new and stays trainable in full precision."""
-    return ["classifier", "pooler", "score"] if ctx.task == "classification" else None
-
-
 def expand_ranks(method: Method, settings: LoraSettings) -> list[RunPlan]:
     """A run per rank, named '<method>-r<rank>'."""
     plans = []
@@ -83,7 +78,15 @@ class Lora(Method):
     name = "lora"
     summary = "LoRA: low-rank update on frozen weights"
     traits = Traits(mergeable=True, quantized_base=False)
+    family = "low-rank"
+    peft_type = "LORA"
+    options = LOW_RANK_OPTIONS
     Settings = LoraSettings
+    test_settings = (
+        {"ranks": [8]},
+        {"ranks": [16], "target_modules": "all-linear"},
+        {"ranks": [4], "target_modules": ["q_proj", "o_proj", "down_proj"]},
+    )
     default_learning_rate = 5e-4
     advice = Advice(
         prior=0.0,
@@ -95,6 +98,9 @@ class Lora(Method):
 
     def expand(self, settings):
         return expand_ranks(self, settings)
+
+    def rank(self, settings):
+        return settings.ranks[0]
 
     def footprint(self, arch, settings):
         return lora_footprint(arch, settings)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from . import register
 from .base import Traits
-from .lora import Lora, lora_footprint, quantized_lora, unquantized_heads
+from .lora import Lora, lora_footprint, quantized_lora
 
 
 @register
@@ -15,6 +15,7 @@ class Lora8bit(Lora):
     summary = "LoRA on an LLM.int8 8-bit base"
     traits = Traits(mergeable=True, quantized_base=True)  # merging lands in 8-bit weights and changes outputs
     advice = None
+    test_settings = ({"ranks": [8], "target_modules": "all-linear"},)
 
     def footprint(self, arch, settings):
         return lora_footprint(arch, settings, int8=True)
@@ -25,7 +26,7 @@ class Lora8bit(Lora):
         return {
             "quantization_config": BitsAndBytesConfig(
                 load_in_8bit=True,
-                llm_int8_skip_modules=unquantized_heads(ctx),
+                llm_int8_skip_modules=ctx.task.unquantized_modules(),
             )
         }
 

@@ -12,6 +12,7 @@ class Olora(Lora):
     name = "olora"
     summary = "OLoRA: LoRA initialised from an orthonormal (QR) basis of the weights"
     advice = None
+    test_settings = ({"ranks": [8]},)
 
     def prepare(self, model, settings, ctx):
         from peft import get_peft_model

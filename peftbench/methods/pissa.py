@@ -13,6 +13,7 @@ class Pissa(Lora):
     name = "pissa"
     summary = "PiSSA: LoRA initialised from the weights' principal singular vectors"
     advice = None
+    test_settings = ({"ranks": [8]},)
 
     def prepare(self, model, settings, ctx):
         from peft import get_peft_model

@@ -6,7 +6,7 @@ from ..arch import Footprint
 from pydantic import Field, PositiveInt
 
 from . import register
-from .base import Advice, Method, MethodSettings, Traits, classifier_copy
+from .base import VIRTUAL_TOKENS_OPTION, Advice, Method, MethodSettings, Traits, classifier_copy
 
 
 class PrefixSettings(MethodSettings):
@@ -21,7 +21,11 @@ class Prefix(Method):
     # peft raises "PREFIX_TUNING does not work with gradient checkpointing" (its prefix is passed as a KV cache)
     traits = Traits(mergeable=False, quantized_base=False, extra_positions="+num_virtual_tokens KV positions per layer",
                     gradient_checkpointing=False)
+    family = "soft-prompt"
+    peft_type = "PREFIX_TUNING"
+    options = VIRTUAL_TOKENS_OPTION
     Settings = PrefixSettings
+    test_settings = ({"num_virtual_tokens": 30}, {"num_virtual_tokens": 10, "projection": True})
     default_learning_rate = 1e-2
     advice = Advice(
         prior=-1.5,
@@ -52,8 +56,9 @@ class Prefix(Method):
             prefix_projection=settings.projection,
         )
         model = get_peft_model(model, config)
-        if ctx.task == "causal_lm":
+        if ctx.task.generates:
             compat.prompt_learning_generation(model)
+        if ctx.task.head != "classifier":
             return model
         # peft passes the prefix to the classifier itself if its forward takes a KV cache, else to its backbone
         backbone = model.base_model.get_submodule(model.transformer_backbone_name)

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt, model_validator
 
 from . import register
-from .base import Advice, Method, MethodSettings, Traits, classifier_copy
+from .base import VIRTUAL_TOKENS_OPTION, Advice, Method, MethodSettings, Traits, classifier_copy
 
 
 class PromptSettings(MethodSettings):
@@ -28,7 +28,11 @@ class Prompt(Method):
     name = "prompt"
     summary = "prompt tuning: trained soft prompt prepended to the input"
     traits = Traits(mergeable=False, quantized_base=False, extra_positions="+num_virtual_tokens input positions")
+    family = "soft-prompt"
+    peft_type = "PROMPT_TUNING"
+    options = VIRTUAL_TOKENS_OPTION
     Settings = PromptSettings
+    test_settings = ({"num_virtual_tokens": 20},)
     default_learning_rate = 3e-2
     advice = Advice(
         prior=-1.5,
@@ -63,6 +67,6 @@ class Prompt(Method):
             task_type=ctx.peft_task_type, num_virtual_tokens=settings.num_virtual_tokens, **kwargs
         )
         model = get_peft_model(model, config)
-        if ctx.task == "causal_lm":
+        if ctx.task.generates:
             compat.prompt_learning_generation(model)
         return model

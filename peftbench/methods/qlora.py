@@ -6,8 +6,8 @@ bitsandbytes >= 0.46 has a CPU backend, so this runs in the CPU suites too (slow
 from __future__ import annotations
 
 from . import register
-from .base import Advice, Method, Traits
-from .lora import LoraSettings, expand_ranks, lora_footprint, quantized_lora, unquantized_heads
+from .base import LOW_RANK_OPTIONS, Advice, Method, Traits
+from .lora import LoraSettings, expand_ranks, lora_footprint, quantized_lora
 
 
 @register
@@ -15,7 +15,11 @@ class QLora(Method):
     name = "qlora"
     summary = "QLoRA: LoRA on an NF4 double-quantized 4-bit base"
     traits = Traits(mergeable=True, quantized_base=True)  # merging lands in 4-bit weights and changes outputs
+    family = "low-rank"
+    peft_type = "LORA"
+    options = LOW_RANK_OPTIONS
     Settings = LoraSettings
+    test_settings = ({"ranks": [16], "target_modules": "all-linear"},)
     default_learning_rate = 5e-4
     advice = Advice(
         prior=-0.3,
@@ -29,6 +33,9 @@ class QLora(Method):
     def expand(self, settings):
         return expand_ranks(self, settings)
 
+    def rank(self, settings):
+        return settings.ranks[0]
+
     def footprint(self, arch, settings):
         return lora_footprint(arch, settings, quantized=True)
 
@@ -41,7 +48,7 @@ class QLora(Method):
                 bnb_4bit_quant_type="nf4",
                 bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=ctx.compute_dtype,
-                llm_int8_skip_modules=unquantized_heads(ctx),
+                llm_int8_skip_modules=ctx.task.unquantized_modules(),
             )
         }
 

@@ -12,6 +12,7 @@ class RsLora(Lora):
     name = "rslora"
     summary = "rsLoRA: LoRA with rank-stabilised scaling alpha/sqrt(r)"
     advice = None
+    test_settings = ({"ranks": [16], "target_modules": "all-linear"},)
 
     def prepare(self, model, settings, ctx):
         from peft import get_peft_model

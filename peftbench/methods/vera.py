@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from . import register
-from .base import Method, MethodSettings, Traits, classifier_copy
+from .base import Method, MethodSettings, Traits, classifier_copy, target_list
 
 # peft's VeRA default targets are LoRA's except for phi (TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING, peft
 # 0.21); tests/test_methods_more_a.py checks this against peft.
@@ -35,7 +35,11 @@ class Vera(Method):
     name = "vera"
     summary = "VeRA: trained scaling vectors on shared frozen random projections"
     traits = Traits(mergeable=True, quantized_base=False)
+    family = "scaling"
+    peft_type = "VERA"
+    options = {"rank": ("rank", int), "targets": ("target_modules", target_list)}
     Settings = VeraSettings
+    test_settings = ({}, {"rank": 64, "target_modules": "all-linear"})  # one A, B for q/k/v/o/gate/up/down widths
     # vectors, not matrices, with a zero-initialised lambda_b: rates an order above LoRA's, as for IA3
     default_learning_rate = 1e-2
 

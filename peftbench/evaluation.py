@@ -1,0 +1,80 @@
+"""What the worker (and `peftbench blend`) measures of a model after it is built: task scores on the evaluation
+rows, inference latency, and the same inference after merging. Worker side (imports torch).
+
+The task kind scores (peftbench/tasks/); the timings follow measure.py's definitions.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import torch
+
+from .context import RunContext
+from .measure import percentile, time_repeated
+from .results import RunRecord
+from .suite import Suite
+from .tasks.base import EvalData
+
+
+def evaluate(model: Any, ctx: RunContext, suite: Suite, data: EvalData, tokenizer: Any) -> dict[str, float]:
+    """The task's loss and metrics on the evaluation rows, with the suite's evaluation settings."""
+    ev = suite.evaluation
+    return ctx.task.evaluate(model, ctx, data, ev.batch_size, tokenizer, ev.max_new_tokens)
+
+
+def latency_batch(tokenizer: Any, rows: list[dict], suite: Suite, ctx: RunContext) -> dict:
+    """A fixed batch of real evaluation text, cut or cycled to exactly seq_len tokens per row."""
+    lat = suite.latency
+    text = " ".join(ctx.task.text(r) for r in rows[:64])
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] or [tokenizer.pad_token_id]
+    need = lat.batch_size * lat.seq_len
+    ids = (ids * (need // len(ids) + 1))[:need]
+    input_ids = torch.tensor(ids).view(lat.batch_size, lat.seq_len)
+    return ctx.to_device({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)})
+
+
+def time_inference(model: Any, batch: dict, ctx: RunContext, suite: Suite, tokenizer: Any):
+    """(latency p50 ms, p90 ms, generation ms/token or None) of `model` on the fixed latency batch (measure.py)."""
+    lat = suite.latency
+    gen_ms = None
+    with torch.inference_mode(), ctx.autocast():
+        times = time_repeated(lambda: model(**batch), ctx.device, lat.warmup, lat.repeats)
+        if ctx.task.generates:
+            def gen():
+                return model.generate(**batch, max_new_tokens=lat.gen_new_tokens, min_new_tokens=lat.gen_new_tokens,
+                                      do_sample=False, pad_token_id=tokenizer.pad_token_id)
+
+            gen_times = time_repeated(gen, ctx.device, 1, lat.gen_repeats)
+            gen_ms = sum(gen_times) / len(gen_times) / lat.gen_new_tokens
+    return percentile(times, 50), percentile(times, 90), gen_ms
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line of a record or a note."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}"[:500]
+
+
+def measure_merged(model: Any, method: Any, ctx: RunContext, suite: Suite, batch: dict, tokenizer: Any,
+                   record: RunRecord) -> None:
+    """Merge the trained adapter into the base weights (the method's `merge`: peft's merge_and_unload) and time
+    the same inference again; `merge_max_abs_diff` is the largest change of any logit on the latency batch. Runs
+    last: the model is merged in place. Methods that cannot merge say why instead."""
+    why_not = method.unmergeable_reason()
+    if why_not:
+        record.merge_note = why_not
+        return
+    with torch.inference_mode(), ctx.autocast():
+        before = model(**batch).logits.float()
+    try:
+        merged, record.merge_note = method.merge(model)
+    except Exception as err:  # noqa: BLE001 - a method peft cannot merge here keeps its training results
+        traceback.print_exc()
+        record.merge_note = f"merge failed: {one_line(err)}"
+        return
+    with torch.inference_mode(), ctx.autocast():
+        after = merged(**batch).logits.float()
+    record.merge_max_abs_diff = float((after - before).abs().max())
+    record.latency_ms_p50_merged, _, record.gen_ms_per_token_merged = time_inference(merged, batch, ctx, suite, tokenizer)

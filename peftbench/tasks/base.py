@@ -1,0 +1,82 @@
+"""What a task kind is to peftbench. No torch import at module level: the registry is read by the CLI and the
+runner; the methods that encode, load and evaluate run in the worker and import what they need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:  # only for annotations
+    from ..context import RunContext
+    from ..suite import DatasetConfig, ModelConfig
+
+
+@dataclass
+class EvalData:
+    """A task's evaluation rows, encoded once per run: the loss batches, and for generating tasks the prompts to
+    complete and their references."""
+
+    encoded: dict[str, Any]
+    prompts: dict[str, Any] | None = None
+    references: list[str] | None = None
+
+
+class TaskKind:
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    peft_task_type: ClassVar[str]  # peft's TaskType for get_peft_model and adapter_config.json
+    # "lm": a language-model head over the vocabulary (the loss covers vocabulary logits); "classifier": a new
+    # classification head, which peft trains as a copy (modules_to_save) in every method.
+    head: ClassVar[Literal["lm", "classifier"]]
+    generates: ClassVar[bool]  # evaluated by generation too, and timed generating (gen_ms_per_token)
+    metrics: ClassVar[tuple[str, ...]]  # eval_<name> / base_<name> fields of a record, besides the loss
+    row_fields: ClassVar[tuple[str, ...]]  # the fields of a normalised row
+
+    # ---- data (no torch) ----
+
+    def normalise(self, rows: list[dict[str, Any]], cfg: DatasetConfig, source: str) -> list[dict[str, Any]]:
+        """Rows of a file or hub dataset as this task's rows (`row_fields`); a PeftbenchError names what is wrong."""
+        raise NotImplementedError
+
+    def from_builtin(self, rows: list[dict[str, Any]], cfg: DatasetConfig) -> list[dict[str, Any]]:
+        """Rows of a built-in generated dataset as this task's rows."""
+        return rows
+
+    def text(self, row: dict[str, Any]) -> str:
+        """The whole text of a row (the latency batch is cut from it)."""
+        raise NotImplementedError
+
+    # ---- model (worker side) ----
+
+    def auto_class(self) -> Any:
+        """The transformers Auto class that loads a model for this task."""
+        raise NotImplementedError
+
+    def model_kwargs(self, cfg: ModelConfig) -> dict[str, Any]:
+        """Extra `from_pretrained` / `from_config` keyword arguments the task needs (e.g. num_labels)."""
+        return {}
+
+    def unquantized_modules(self) -> list[str] | None:
+        """Modules bitsandbytes must leave unquantized (a new classification head stays trainable in full precision)."""
+        return None
+
+    # ---- encoding and evaluation (worker side) ----
+
+    def encode(self, rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> dict[str, Any]:
+        """Training batches: every row padded to max_length, so every batch has the same shape."""
+        raise NotImplementedError
+
+    def eval_data(self, rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> EvalData:
+        return EvalData(self.encode(rows, tokenizer, max_length))
+
+    def evaluate(self, model: Any, ctx: RunContext, data: EvalData, batch_size: int, tokenizer: Any,
+                 max_new_tokens: int) -> dict[str, float]:
+        """{"loss": ..., <metric>: ...} on the evaluation rows, in eval mode without gradients."""
+        raise NotImplementedError
+
+
+def slices(enc: dict[str, Any], size: int):
+    """Consecutive batches of `size` rows of an encoded dict of tensors."""
+    n = len(next(iter(enc.values())))
+    for i in range(0, n, size):
+        yield {k: v[i : i + size] for k, v in enc.items()}

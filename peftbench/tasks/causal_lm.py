@@ -1,0 +1,114 @@
+"""Causal language modelling: a prompt and a target per row; the loss covers the target (and eos) only;
+perplexity over the target tokens and exact match of greedy generations on the held-out rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import metrics
+from ..errors import PeftbenchError
+from . import register
+from .base import EvalData, TaskKind, slices
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _bos(tokenizer: Any) -> list[int]:
+    return [tokenizer.bos_token_id] if getattr(tokenizer, "bos_token_id", None) is not None else []
+
+
+def reference_text(tokenizer: Any, text: str) -> str:
+    """A target as the tokenizer would print it back (normalises case and spacing as generations are)."""
+    return " ".join(tokenizer.decode(_ids(tokenizer, text), skip_special_tokens=True).split())
+
+
+@register
+class CausalLM(TaskKind):
+    name = "causal_lm"
+    summary = "causal LM: prompt -> target text (perplexity, exact match of greedy generation)"
+    peft_task_type = "CAUSAL_LM"
+    head = "lm"
+    generates = True
+    metrics = ("perplexity", "exact_match")
+    row_fields = ("prompt", "target")
+
+    def _prompt(self, row: dict[str, Any], cfg, source: str) -> str:
+        try:
+            return cfg.prompt_template.format_map({k: "" if v is None else v for k, v in row.items()})
+        except (KeyError, IndexError, ValueError) as err:
+            raise PeftbenchError(f"dataset {source}: prompt_template refers to {err} which the rows lack") from None
+
+    def normalise(self, rows, cfg, source):
+        cols = set(rows[0])
+        if cfg.target_column not in cols:
+            raise PeftbenchError(f"dataset {source} lacks column {cfg.target_column!r} (has {', '.join(sorted(cols))})")
+        return [{"prompt": self._prompt(r, cfg, source), "target": str(r[cfg.target_column])} for r in rows]
+
+    def from_builtin(self, rows, cfg):
+        return [{"prompt": cfg.prompt_template.format_map(r), "target": r[cfg.target_column]} for r in rows]
+
+    def text(self, row):
+        return row["prompt"] + " " + row["target"]
+
+    def auto_class(self):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
+
+    def encode(self, rows, tokenizer, max_length):
+        """prompt + target + eos, right-padded to max_length; the labels mask everything but target and eos."""
+        import torch
+
+        pad, eos, bos = tokenizer.pad_token_id, tokenizer.eos_token_id, _bos(tokenizer)
+        ids, labels, mask = [], [], []
+        for r in rows:
+            p, t = bos + _ids(tokenizer, r["prompt"]), _ids(tokenizer, r["target"]) + [eos]
+            seq, lab = (p + t)[:max_length], ([-100] * len(p) + t)[:max_length]
+            n = len(seq)
+            ids.append(seq + [pad] * (max_length - n))
+            labels.append(lab + [-100] * (max_length - n))
+            mask.append([1] * n + [0] * (max_length - n))
+        return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
+
+    def prompts(self, rows, tokenizer, max_length) -> dict[str, Any]:
+        """Left-padded prompts for batched greedy generation."""
+        import torch
+
+        bos = _bos(tokenizer)
+        seqs = [(bos + _ids(tokenizer, r["prompt"]))[-max_length:] for r in rows]
+        width = max(len(s) for s in seqs)
+        pad = tokenizer.pad_token_id
+        return {
+            "input_ids": torch.tensor([[pad] * (width - len(s)) + s for s in seqs]),
+            "attention_mask": torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs]),
+        }
+
+    def eval_data(self, rows, tokenizer, max_length):
+        return EvalData(self.encode(rows, tokenizer, max_length), self.prompts(rows, tokenizer, max_length),
+                        [reference_text(tokenizer, r["target"]) for r in rows])
+
+    def evaluate(self, model, ctx, data: EvalData, batch_size, tokenizer, max_new_tokens) -> dict[str, Any]:
+        import torch
+
+        model.eval()
+        loss_sum, weight, generated = 0.0, 0, []
+        with torch.inference_mode():
+            for batch in slices(data.encoded, batch_size):
+                batch = ctx.to_device(batch)
+                with ctx.autocast():
+                    out = model(**batch)
+                n = int((batch["labels"][:, 1:] != -100).sum())  # the loss is a mean over predicted target tokens
+                loss_sum += float(out.loss) * n
+                weight += n
+            for batch in slices(data.prompts, batch_size):
+                batch = ctx.to_device(batch)
+                with ctx.autocast():
+                    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                new = out[:, batch["input_ids"].shape[1]:]
+                generated += [" ".join(t.split()) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+        loss = loss_sum / max(weight, 1)
+        return {"loss": loss, "perplexity": metrics.perplexity(loss),
+                "exact_match": metrics.exact_match(generated, data.references)}

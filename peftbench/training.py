@@ -1,0 +1,78 @@
+"""The training loop the worker runs for every method: the same optimizer, schedule, clipping and data order.
+
+Worker side (imports torch). Written out rather than `transformers.Trainer` because the measurements own the step
+boundaries: the untimed warm-up steps, the CPU profiler window, the synchronisation before the clock reads, and no
+evaluation inside the timed steps (benchmarks/overhead.py checks it costs no more than a minimal loop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .context import RunContext
+from .measure import PeakMemory, synchronize
+from .suite import TrainingConfig
+
+
+def train(model: Any, ctx: RunContext, t: TrainingConfig, train_enc: dict, lr: float, steps: int, mem: PeakMemory,
+          method: Any = None, on_step: Callable[[int, int, float], None] = lambda step, steps, loss: None):
+    """Train for `steps` optimizer steps. Returns (losses, timed_seconds, timed_tokens, timed_steps).
+
+    Timing excludes the first `warmup_timing_steps` steps and, on CPU, the steps inside the profiler window.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=t.weight_decay)
+    from transformers import get_scheduler
+
+    scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=t.warmup_steps)
+    scaler = torch.amp.GradScaler(ctx.device.type) if t.precision == "fp16-mixed" else None
+    n = len(train_enc["input_ids"])
+    gen = torch.Generator().manual_seed(t.seed)
+    order: list[int] = []
+    profiled = t.memory_profile_steps if mem.profiling else 0
+    untimed = max(t.warmup_timing_steps, profiled)
+    losses: list[float] = []
+    timed_tokens, t0 = 0, None
+    model.train()
+    for step in range(1, steps + 1):
+        if len(order) < t.batch_size:  # reshuffle once per pass over the data
+            order += torch.randperm(n, generator=gen).tolist()
+        idx, order = order[: t.batch_size], order[t.batch_size:]
+        batch = ctx.to_device({k: v[idx] for k, v in train_enc.items()})
+        window = mem.window("train") if step <= profiled else contextlib.nullcontext()
+        with window:
+            with ctx.autocast():
+                loss = model(**batch).loss
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if t.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            if method is not None:
+                method.after_optimizer_step(model, step)
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+        if step == profiled:
+            mem.stop()  # CPU: close the profiler window; training goes on unprofiled
+        if step == untimed:
+            synchronize(ctx.device)
+            t0 = time.perf_counter()
+        elif step > untimed:
+            timed_tokens += int(batch["attention_mask"].sum())
+        on_step(step, steps, losses[-1])
+    synchronize(ctx.device)
+    timed_s = time.perf_counter() - t0 if t0 is not None else None
+    return losses, timed_s, timed_tokens, steps - untimed
