@@ -62,6 +62,25 @@ def spec_for(base: dict, method: str, adapter_dir: Path | None = None, **setting
     return WorkerSpec(suite=suite, run=runs[0], adapter_dir=str(adapter_dir) if adapter_dir else None)
 
 
+def invoke(*args):
+    """A peftbench command run in this process through Click's CliRunner."""
+    from click.testing import CliRunner
+
+    from peftbench.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments):
+    """The command failed as a user error must: one line on stderr, exit code 2, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
 def write_suite(tmp_path: Path, data: dict, name: str = "suite.yaml") -> Path:
     import yaml
 

@@ -5,8 +5,8 @@
     python tools/drift.py --with-torch       # torch too (a newer torch is a multi-GB CUDA build on CPU machines)
 
 It builds a scratch virtual environment from the lock (constraints.txt) and runs the checks there: the fast tests
-(`pytest -m "not slow"`) and a few-step run of every smoke-suite method through the real CLI
-(tests/test_smoke_suite.py). Then, one package at a time, it moves that package to its newest allowed release
+(tests/unit and tests/integration) and a few-step run of every smoke-suite method through the real CLI
+(tests/system/test_smoke_suite.py). Then, one package at a time, it moves that package to its newest allowed release
 (the rest stays locked, except what pip must move with it) and runs the checks again; last, every newer release
 together. It prints, for each package version, what it breaks that the lock does not, and which of them pass: the
 lock can move to those. Checks that already fail on the lock are reported first, because they mean the lock
@@ -39,8 +39,8 @@ from packaging.version import InvalidVersion, Version
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKS = (  # (name, pytest arguments)
-    ("fast tests", ["-m", "not slow", "tests"]),
-    ("smoke methods", ["tests/test_smoke_suite.py"]),
+    ("fast tests", ["tests/unit", "tests/integration"]),
+    ("smoke methods", ["tests/system/test_smoke_suite.py"]),
 )
 
 

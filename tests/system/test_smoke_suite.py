@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import yaml
 
 from peftbench import methods
 from peftbench.results import ResultStore
 
-from .conftest import REPO, write_suite
-from .test_cli import invoke
+from ..conftest import REPO, write_suite
+from ..conftest import invoke
 
-pytestmark = pytest.mark.slow
 
 
 def test_every_smoke_method_runs_through_the_cli(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from peftbench import methods
 
-from .conftest import TINY_CAUSAL, TINY_CLASSIFICATION, spec_for
+from ..conftest import TINY_CAUSAL, TINY_CLASSIFICATION, spec_for
 
 torch = pytest.importorskip("torch")
 

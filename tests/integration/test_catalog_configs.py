@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-CATALOG = Path(__file__).resolve().parent.parent / "peftbench" / "catalog"
+CATALOG = Path(__file__).resolve().parents[2] / "peftbench" / "catalog"
 CATALOG_FILES = sorted(CATALOG.glob("*.json"))
 
 REQUIRED_CONFIG_KEYS = (

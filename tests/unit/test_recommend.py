@@ -11,7 +11,7 @@ from peftbench import methods
 from peftbench.recommend import MARGIN_FRACTION, RULES, Budget, Request, recommend, recommend_table
 from peftbench.results import ResultStore, RunRecord
 
-from .test_cli import assert_user_error, invoke
+from ..conftest import assert_user_error, invoke
 
 # (budget GiB, examples, model, task, priority) -> expected top choice (candidate label, or None for "nothing fits")
 SCENARIOS = [
@@ -223,7 +223,7 @@ def test_cli_results_conflicts(tmp_path):
 def test_readme_lists_every_rule_as_the_code_states_it():
     from peftbench.recommend import MEASURED_RULE
 
-    from .conftest import REPO
+    from ..conftest import REPO
 
     readme = (REPO / "README.md").read_text()
     for r in (*RULES, MEASURED_RULE):

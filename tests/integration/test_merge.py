@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from .conftest import TINY_CAUSAL, TINY_CLASSIFICATION, spec_for
-from .test_cli import assert_user_error, invoke
+from ..conftest import TINY_CAUSAL, TINY_CLASSIFICATION, spec_for
+from ..conftest import assert_user_error, invoke
 
 torch = pytest.importorskip("torch")
 

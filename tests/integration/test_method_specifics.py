@@ -1,5 +1,6 @@
-"""LoHa, LoKr, VeRA and AdaLoRA: each analytic count (its `footprint`) against peft on the meta device
-(peftbench/exact.py), hand-checked counts, and AdaLoRA's schedule and training-time behaviour on a tiny model."""
+"""What is particular to some methods: counts checked by hand (LoHa, LoKr, VeRA, AdaLoRA), LoKr's factorization
+and the LyCORIS, VeRA and AdaLoRA default targets against peft, and AdaLoRA's schedule and training-time behaviour
+on a tiny model. (Every method's counts against peft: test_counts.py.)"""
 
 from __future__ import annotations
 
@@ -8,71 +9,15 @@ import pytest
 from peftbench import catalog
 from peftbench.arch import LORA_DEFAULTS, SUPPORTED_MODEL_TYPES, arch_from_config
 
-from .conftest import TINY_CAUSAL
+from ..conftest import TINY_CAUSAL
 
 torch = pytest.importorskip("torch")
 
 from peftbench.exact import arch_counts, exact_counts
 
-SETTINGS = [
-    {"method": "loha", "ranks": [8]},
-    {"method": "loha", "ranks": [4], "target_modules": "all-linear"},
-    {"method": "loha", "ranks": [16], "target_modules": ["q_proj", "o_proj", "down_proj"]},
-    {"method": "lokr", "ranks": [8]},
-    {"method": "lokr", "ranks": [2], "target_modules": "all-linear"},  # W2 a rank-2 product everywhere
-    {"method": "lokr", "ranks": [64], "target_modules": ["q_proj", "o_proj", "down_proj"]},  # W2 full where r >= dim/2
-    {"method": "lokr", "ranks": [4], "decompose_both": True, "decompose_factor": 256, "target_modules": "all-linear"},
-    {"method": "lokr", "ranks": [4], "decompose_both": True, "decompose_factor": 8, "target_modules": "all-linear"},
-    {"method": "vera"},
-    {"method": "vera", "rank": 64, "target_modules": "all-linear"},  # one A, B for q/k/v/o/gate/up/down widths
-    {"method": "adalora"},
-    {"method": "adalora", "init_rank": 6, "target_rank": 2, "target_modules": "all-linear"},
-    {"method": "adalora", "init_rank": 16, "target_rank": 4, "target_modules": ["q_proj", "o_proj", "down_proj"]},
-]
-CAUSAL_MODELS = ["llama-2-7b", "llama-3.2-1b", "qwen2.5-0.5b", "phi-2", "mistral-7b", "gemma-2-2b"]
-RENAME = {  # the same projections under phi's and BERT's module names
-    "phi": {"o_proj": "dense", "down_proj": "fc2"},
-    "bert": {"q_proj": "query", "o_proj": "attention.output.dense", "down_proj": "intermediate.dense"},
-}
-
-
-def _for(model_type: str, settings: dict) -> dict:
-    names = RENAME.get(model_type)
-    if names and isinstance(settings.get("target_modules"), list):
-        return {**settings, "target_modules": [names.get(t, t) for t in settings["target_modules"]]}
-    return settings
-
-
-def _mismatches(cfg: dict, task: str, labels: int = 2) -> list:
-    arch = arch_from_config(cfg, task, labels)
-    wrong = []
-    for s in (_for(cfg["model_type"], s) for s in SETTINGS):
-        analytic, exact = arch_counts(arch, s["method"], s), exact_counts(cfg, task, s["method"], s, labels)
-        if analytic != exact:
-            wrong.append((s, analytic, exact))
-    return wrong
-
-
-@pytest.mark.parametrize("model", CAUSAL_MODELS)
-def test_analytic_counts_equal_peft_on_the_meta_device(model):
-    assert not _mismatches(catalog.resolve(model).config, "causal_lm")
-
-
-@pytest.mark.parametrize(("model", "labels"), [("builtin:minilm", 2), ("llama-3.2-1b", 3), ("qwen2.5-0.5b", 2)])
-def test_classification_counts_equal_peft(model, labels):
-    assert not _mismatches(catalog.resolve(model).config, "classification", labels)
-
-
-def test_tiny_llama_of_the_integration_tests_counts():
-    """conftest's TINY_CAUSAL: hidden 32, 2 query heads, 1 KV head, so v_proj is 32 -> 16 (VeRA slices its shared
-    projections; LoKr factorizes 16 and 32 differently)."""
-    model = TINY_CAUSAL["model"]
-    assert not _mismatches(catalog.resolve(model["name"], model["config_overrides"]).config, "causal_lm")
-
-
 # ---- hand-checked counts ---------------------------------------------------------------------------------------
 
-LLAMA2_7B_BASE = 6_738_415_616  # 6,742,609,920 with LoRA r8 on q,v (4,194,304): tests/test_estimate_exact.py
+LLAMA2_7B_BASE = 6_738_415_616  # 6,742,609,920 with LoRA r8 on q,v (4,194,304): test_counts.py
 
 
 @pytest.mark.parametrize(("settings", "trainable", "added"), [

@@ -71,7 +71,7 @@ def test_a_run_that_fails_inside_the_memory_window_leaves_no_profiler_running(mo
 
     from peftbench import worker
 
-    from .conftest import TINY_CAUSAL, spec_for
+    from ..conftest import TINY_CAUSAL, spec_for
 
     def fail(*args, **kwargs):
         raise RuntimeError("injected failure in an optimizer step")

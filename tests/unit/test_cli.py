@@ -7,26 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
 from peftbench import runner as runner_mod
-from peftbench.cli import main
 from peftbench.results import ResultStore, RunRecord
 
-from .conftest import REPO, write_suite
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in lines[0], lines[0]
+from ..conftest import REPO, assert_user_error, invoke, write_suite
 
 
 def test_help_lists_commands():

@@ -1,7 +1,5 @@
-"""`peftbench estimate`, `plan` and `models` through Click's CliRunner: outputs, JSON shape, one-line errors.
-
-`estimate` and `models` never import torch; `plan` builds meta-device models for its exact counts (torch, peft).
-"""
+"""`peftbench estimate` and `models` through Click's CliRunner: outputs, JSON shape, one-line errors. Neither
+imports torch (tests/integration/test_plan.py has `plan`, which builds meta-device models)."""
 
 from __future__ import annotations
 
@@ -15,8 +13,8 @@ from peftbench import catalog
 from peftbench.arch import arch_from_config
 from peftbench.estimate import Workload, estimate
 
-from .conftest import REPO, write_suite
-from .test_cli import assert_user_error, invoke
+from ..conftest import REPO
+from ..conftest import assert_user_error, invoke
 
 LORA_7B = ("estimate", "--model", "llama-2-7b", "--method", "lora", "--rank", "8", "--targets", "q_proj,v_proj",
            "--batch", "4", "--seq-len", "512", "--precision", "bf16", "--grad-ckpt")
@@ -125,53 +123,3 @@ def test_estimate_and_models_do_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-
-
-# ---- plan -----------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def keep_bitsandbytes_visible(monkeypatch):
-    """`plan` hides bitsandbytes from its own process (exact.skip_bitsandbytes); in this process it would hide it
-    from every later test too (peft and transformers cache what they found), so only a subprocess may."""
-    monkeypatch.setattr("peftbench.exact.skip_bitsandbytes", lambda: None)
-
-
-def test_plan_never_imports_bitsandbytes():
-    code = (
-        "import sys; from click.testing import CliRunner; from peftbench.cli import main; "
-        "r = CliRunner().invoke(main, ['plan', 'suites/smoke.yaml']); "
-        "assert r.exit_code == 0, r.output; "
-        "assert sys.modules.get('bitsandbytes') is None, 'bitsandbytes imported'"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-
-
-def test_plan_7b_suite_against_24_gib():
-    result = invoke("plan", REPO / "suites" / "7b.yaml", "--gpu-gb", "24", "--json")
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    runs = {r["run"]: r for r in data["runs"]}
-    assert set(runs) == {"full", "lora-r4", "lora-r8", "lora-r16", "lora-r64", "qlora-r16", "prefix", "prompt", "ia3"}
-    assert all(r["counted"] == "meta-device peft" for r in runs.values())
-    assert runs["full"]["trainable_params"] == runs["full"]["total_params"] == 6_738_415_616
-    assert runs["lora-r8"]["trainable_params"] == 8 * 32 * 4 * (4096 + 4096)  # q, k, v, o at rank 8
-    assert runs["full"]["fits"] is False and runs["qlora-r16"]["fits"] is True
-    for r in runs.values():
-        assert r["need_gib"] == pytest.approx(r["peak_gib"] + r["cuda_context_gib"])
-        assert r["fits"] == (r["need_gib"] <= 24)
-
-
-def test_plan_table_on_the_cpu_smoke_suite():
-    result = invoke("plan", REPO / "suites" / "smoke.yaml")
-    assert result.exit_code == 0, result.output
-    for name in ("full", "lora-r4", "qlora-r8", "prefix", "prompt", "ia3", "meta device"):
-        assert name in result.stdout
-
-
-def test_plan_errors(tmp_path, tiny_cls):
-    assert_user_error(invoke("plan", tmp_path / "none.yaml"), "file not found")
-    tiny_cls["model"]["name"] = "no-org/no-model"
-    assert_user_error(invoke("plan", write_suite(tmp_path, tiny_cls)), "not in the catalog", "HF_HUB_OFFLINE")
-    result = invoke("plan", REPO / "suites" / "7b.yaml", "--gpu-gb", "0")
-    assert result.exit_code == 2 and "Traceback" not in result.output

@@ -9,14 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from peftbench.runner import preflight, run_suite
 from peftbench.suite import load_suite
 
-from .conftest import REPO, write_suite
+from ..conftest import REPO, write_suite
 
-pytestmark = pytest.mark.slow
 
 
 def suite_with(tmp_path: Path, base: dict, methods: list[dict], **runner) -> Path:

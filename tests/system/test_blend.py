@@ -9,10 +9,9 @@ import pytest
 
 from peftbench.results import ResultStore
 
-from .conftest import TINY_CAUSAL, write_suite
-from .test_cli import assert_user_error, invoke
+from ..conftest import TINY_CAUSAL, write_suite
+from ..conftest import assert_user_error, invoke
 
-pytestmark = pytest.mark.slow  # real `peftbench run` subprocesses
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import math
 
 import pytest
 
-from .conftest import TINY_CAUSAL, TINY_CLASSIFICATION, spec_for
+from ..conftest import TINY_CAUSAL, TINY_CLASSIFICATION, spec_for
 
 torch = pytest.importorskip("torch")
 

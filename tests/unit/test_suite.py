@@ -7,7 +7,7 @@ import pytest
 from peftbench.errors import SuiteError
 from peftbench.suite import load_suite, parse_suite
 
-from .conftest import REPO, write_suite
+from ..conftest import REPO, write_suite
 
 
 def test_shipped_suites_validate():

@@ -11,8 +11,8 @@ from packaging.requirements import Requirement
 from peftbench import environment
 from peftbench.results import ResultStore, RunRecord
 
-from .conftest import REPO
-from .test_cli import invoke
+from ..conftest import REPO
+from ..conftest import invoke
 
 
 def readme_commands() -> list[str]:
