@@ -77,9 +77,9 @@ def cmd_compare(results: Path) -> None:
         for rec in store.records():
             if rec.status != "ok" or rec.peak_mem_mib is None:
                 continue
-            est = estimate_run(manifest["resolved_suite"], rec.method_type, rec.settings, device="cpu")
+            est = estimate_run(manifest["resolved_suite"], rec.method, rec.settings, device="cpu")
             err = 100 * (est.peak_mib - rec.peak_mem_mib) / rec.peak_mem_mib
-            rows.append((manifest["resolved_suite"]["name"], rec.method, rec.peak_mem_mib, est.peak_mib, err))
+            rows.append((manifest["resolved_suite"]["name"], rec.run, rec.peak_mem_mib, est.peak_mib, err))
     print(f"{'suite':28} {'run':10} {'measured MiB':>12} {'estimate MiB':>12} {'error %':>8}")
     for r in rows:
         print(f"{r[0]:28} {r[1]:10} {r[2]:12.1f} {r[3]:12.1f} {r[4]:8.1f}")

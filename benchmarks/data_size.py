@@ -43,8 +43,8 @@ def collect(results: Path) -> dict[str, dict[int, float | None]]:
         store = ResultStore(run_dir)
         n = store.manifest()["resolved_suite"]["dataset"]["train_examples"]
         for rec in store.records():
-            table.setdefault(rec.method, {})[n] = rec.eval_accuracy if rec.status == "ok" else None
-            if rec.method == "full":  # the pretrained encoder with a fresh head, before any step
+            table.setdefault(rec.run, {})[n] = rec.eval_accuracy if rec.status == "ok" else None
+            if rec.run == "full":  # the pretrained encoder with a fresh head, before any step
                 table.setdefault("untrained (base)", {})[n] = rec.base_accuracy
     return table
 

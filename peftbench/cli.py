@@ -411,7 +411,7 @@ class _progress:
         if self.task is not None:
             self.bar.update(self.task, info=record.status)
             self.bar.stop_task(self.task)
-        line = f"{record.method}: {record.status}"
+        line = f"{record.run}: {record.status}"
         if record.status == "ok":
             line += f" ({record.wall_s:.0f} s)" if record.wall_s else ""
         elif record.error:
@@ -420,4 +420,4 @@ class _progress:
             err.print(line, highlight=False)
 
     def kept(self, record):
-        err.print(f"{record.method}: kept from the earlier run ({record.status})", highlight=False)
+        err.print(f"{record.run}: kept from the earlier run ({record.status})", highlight=False)

@@ -9,7 +9,6 @@ the adapter, and a verified round trip (reload the saved model, compare its logi
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,20 +60,12 @@ def base_path(base: str | None, config: dict) -> str:
     name = base or config.get("base_model_name_or_path")
     if not name:
         raise PeftbenchError("the adapter does not name its base model: give --base")
-    if name == "builtin:minilm":
-        return models.minilm_path()
-    if name == "builtin:tiny-llama":
-        return models.tiny_llama_path({})
-    local = Path(name).expanduser()
-    if local.is_dir():
-        return str(local)
+    path = models.resolve_path(name)
+    if Path(path).is_dir():
+        return path
     if name.startswith((".", "/", "~")):
         raise PeftbenchError(f"base model directory not found: {name}")
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
-            raise PeftbenchError(f"base model {name!r} is not in the local hub cache and HF_HUB_OFFLINE is set")
+    models.hub_config(name, what="base model")
     return name
 
 
@@ -99,7 +90,8 @@ def merge(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32"
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from . import tasks
+    from . import models, tasks
+    from .suite import ModelConfig
 
     config = read_adapter_config(adapter)
     peft_type, task = config.get("peft_type", ""), config.get("task_type") or "CAUSAL_LM"
@@ -116,11 +108,15 @@ def merge(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32"
         raise PeftbenchError(f"{out} exists and is not empty: choose a new --out")
     path = base_path(base, config)
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    cls = kind.auto_class()
-    kwargs = {"num_labels": _num_labels(adapter)} if kind.head == "classifier" else {}
+    labels = _num_labels(adapter) if kind.head == "classifier" else 2
     tokenizer_src = str(adapter) if (adapter / "tokenizer_config.json").is_file() else path
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_src)
-    model = PeftModel.from_pretrained(cls.from_pretrained(path, dtype=torch_dtype, **kwargs), str(adapter))
+
+    def load(where: str):
+        cfg = ModelConfig(name=where, task=kind.name, num_labels=labels)
+        return models.load_model(cfg, where, tokenizer, torch_dtype, torch.device("cpu"), {})
+
+    model = PeftModel.from_pretrained(load(path), str(adapter))
     model.eval()
     batch = tokenizer([CHECK_TEXT, CHECK_TEXT[: len(CHECK_TEXT) // 2]], return_tensors="pt", padding=True,
                       truncation=True, max_length=48)
@@ -130,7 +126,7 @@ def merge(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32"
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    reloaded = cls.from_pretrained(out, dtype=torch_dtype).eval()
+    reloaded = load(str(out)).eval()
     with torch.inference_mode():
         after = reloaded(**batch).logits.float()
     scale = float(before.abs().max())

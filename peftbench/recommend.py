@@ -343,7 +343,7 @@ def load_measured(results: Path, task: str):
 def _record_rank(rec) -> int | None:
     """The rank a measured run's method reads from its settings (None when it has none or they no longer validate)."""
     try:
-        m = registry.get(rec.method_type)
+        m = registry.get(rec.method)
         return m.rank(m.Settings.model_validate(rec.settings))
     except (PeftbenchError, ValueError):
         return None
@@ -365,8 +365,8 @@ def _apply_measured(options: list[Option], records: list) -> None:
     unmeasured = []
     for o in options:
         proxy = o.cand.advice.proxy
-        same = [r for r in usable if r.method_type == o.cand.method] or \
-            [r for r in usable if proxy and r.method_type == proxy]
+        same = [r for r in usable if r.method == o.cand.method] or \
+            [r for r in usable if proxy and r.method == proxy]
         if not same:
             unmeasured.append(o)
             continue
@@ -374,7 +374,7 @@ def _apply_measured(options: list[Option], records: list) -> None:
         delta = 2.0 * (value(rec) - best)
         o.score += delta
         o.effects.append((MEASURED_RULE.name, delta))
-        o.measured = f"{rec.method}: {kind} {_metric(rec)[1]:.4g}"
+        o.measured = f"{rec.run}: {kind} {_metric(rec)[1]:.4g}"
     measured = [d for o in options for name, d in o.effects if name == MEASURED_RULE.name]
     mean = sum(measured) / len(measured) if measured else 0.0
     for o in unmeasured:

@@ -48,7 +48,7 @@ def records_table(records: list[RunRecord], title: str = "") -> Table:
     classification = any(r.eval_accuracy is not None or r.base_accuracy is not None for r in records)
     causal = any(r.eval_perplexity is not None or r.gen_ms_per_token is not None for r in records)
     table = Table(title=title or None, header_style="bold", title_justify="left")
-    table.add_column("method")
+    table.add_column("run")
     table.add_column("status")
     table.add_column("trainable (%)", justify="right", no_wrap=True)
     table.add_column("peak tensor MiB", justify="right")
@@ -67,7 +67,7 @@ def records_table(records: list[RunRecord], title: str = "") -> Table:
         table.add_column("exact match base → eval", justify="right", no_wrap=True)
     for r in records:
         row = [
-            r.method,
+            r.run,
             f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
             _params(r),
             _num(r.peak_mem_mib, ",.1f"),
@@ -95,7 +95,7 @@ def print_records(records: list[RunRecord], console: Console | None = None, titl
     console.print(records_table(records, title))
     for r in records:
         if r.status != "ok" and r.error:
-            console.print(f"[bold]{r.method}[/]: {r.status}: {r.error}", highlight=False)
+            console.print(f"[bold]{r.run}[/]: {r.status}: {r.error}", highlight=False)
     if records:
         kinds = sorted({r.peak_mem_kind for r in records if r.peak_mem_kind})
         if kinds:

@@ -23,8 +23,8 @@ STATUSES = ("ok", "failed", "oom", "timeout", "skipped")
 class RunRecord:
     """Every measured quantity of one method run. Units are in the names; definitions live in measure.py/README."""
 
-    method: str  # the run's name, e.g. "lora-r8"
-    method_type: str  # the registered method, e.g. "lora"
+    run: str  # the run's name, e.g. "lora-r8"
+    method: str  # the registered method, e.g. "lora"
     status: str = "failed"
     error: str = ""
     # parameters (peft's counters; 4-bit weights counted as their unpacked element count)
@@ -75,6 +75,8 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        if "method_type" in data:  # written before 2026-12-02: `method` held the run's name
+            data = {**data, "run": data["method"], "method": data["method_type"]}
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -125,7 +127,7 @@ class ResultStore:
         return self.runs_dir / f"{run_name}.json"
 
     def write(self, record: RunRecord) -> None:
-        atomic_write_json(self.record_path(record.method), asdict(record))
+        atomic_write_json(self.record_path(record.run), asdict(record))
 
     def has(self, run_name: str) -> bool:
         return self.record_path(run_name).is_file()

@@ -167,7 +167,7 @@ def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: f
                 break
         code = proc.wait()
     if timed_out:
-        record = RunRecord(method=plan.name, method_type=plan.method, settings=plan.settings, status="timeout",
+        record = RunRecord(run=plan.name, method=plan.method, settings=plan.settings, status="timeout",
                            error=f"no result after {timeout_s:g} s (runner.timeout_s); worker killed")
         store.write(record)
         return record
@@ -184,7 +184,7 @@ def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: f
         return record
     why += "" if code < 0 else " without a result"
     last = _last_error_line(log_path)
-    record = RunRecord(method=plan.name, method_type=plan.method, settings=plan.settings, status="failed",
+    record = RunRecord(run=plan.name, method=plan.method, settings=plan.settings, status="failed",
                        error=f"{why}; last log line: {last}" if last else why)
     store.write(record)
     return record

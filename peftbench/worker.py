@@ -72,7 +72,7 @@ def planned_steps(suite: Suite, n_train: int) -> int:
 
 
 def new_record(spec: WorkerSpec) -> RunRecord:
-    return RunRecord(method=spec.run.name, method_type=spec.run.method, settings=spec.run.settings)
+    return RunRecord(run=spec.run.name, method=spec.run.method, settings=spec.run.settings)
 
 
 def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:

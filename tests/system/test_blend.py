@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
         run_dir = next((root / "results").glob(f"{task}-*"))
         record = ResultStore(run_dir).records()[0]
         assert record.status == "ok", record.error
-        out[task] = (run_dir / "adapters" / record.method, record)
+        out[task] = (run_dir / "adapters" / record.run, record)
     return out
 
 

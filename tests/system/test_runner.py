@@ -28,7 +28,7 @@ def test_two_method_suite_through_worker_processes(tmp_path, tiny_causal):
     preflight(loaded)
     store = run_suite(loaded, tmp_path / "results")
     records = store.records()
-    assert [r.method for r in records] == ["lora-r4", "ia3"]
+    assert [r.run for r in records] == ["lora-r4", "ia3"]
     assert all(r.status == "ok" for r in records), [r.error for r in records]
     assert all(r.peak_rss_mib > 100 for r in records)  # a real worker process: torch alone is > 100 MiB
     manifest = store.manifest()
@@ -41,7 +41,7 @@ def test_two_method_suite_through_worker_processes(tmp_path, tiny_causal):
 def test_a_dying_worker_is_recorded_and_the_suite_goes_on(tmp_path, tiny_causal, monkeypatch):
     monkeypatch.setenv("PEFTBENCH_FAULT", "lora-r4:train")  # that worker SIGKILLs itself when training starts
     loaded = load_suite(suite_with(tmp_path, tiny_causal, [{"method": "lora", "ranks": [4]}, {"method": "prompt"}]))
-    records = {r.method: r for r in run_suite(loaded, tmp_path / "results").records()}
+    records = {r.run: r for r in run_suite(loaded, tmp_path / "results").records()}
     assert records["lora-r4"].status == "failed"
     assert "SIGKILL" in records["lora-r4"].error
     assert records["prompt"].status == "ok", records["prompt"].error

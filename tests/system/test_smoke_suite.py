@@ -27,14 +27,14 @@ def test_every_smoke_method_runs_through_the_cli(tmp_path):
     assert result.exit_code == 0, result.output
     (root,) = (tmp_path / "results").iterdir()
     records = ResultStore(root).records()
-    assert [r.method for r in records] == ["full", "lora-r4", "lora-r16", "qlora-r8", "prefix", "prompt", "ia3"]
+    assert [r.run for r in records] == ["full", "lora-r4", "lora-r16", "qlora-r8", "prefix", "prompt", "ia3"]
     # every failing method at once (tools/drift.py reports this message per package version)
-    bad = {r.method: f"{r.status}: {r.error}" for r in records if r.status != "ok" or r.error}
+    bad = {r.run: f"{r.status}: {r.error}" for r in records if r.status != "ok" or r.error}
     assert not bad, bad  # an error on an ok run: e.g. a worker that crashed at exit after writing its record
     for r in records:
         for name in ("base_loss", "base_accuracy", "eval_loss", "eval_accuracy", "train_loss_last"):
-            assert math.isfinite(getattr(r, name)), (r.method, name)
+            assert math.isfinite(getattr(r, name)), (r.run, name)
         assert r.latency_ms_p50 > 0 and r.peak_mem_mib > 0 and r.trainable_params > 0
-        mergeable = r.method_type != "full" and methods.get(r.method_type).traits.mergeable
-        assert (r.latency_ms_p50_merged is not None) == mergeable, r.method
+        mergeable = methods.get(r.method).unmergeable_reason() is None
+        assert (r.latency_ms_p50_merged is not None) == mergeable, r.run
     assert f"{len(records)}/{len(records)} runs ok" in result.stdout

@@ -101,15 +101,15 @@ def test_methods_lists_every_method_and_dataset():
 def test_report_table_and_exports(tmp_path):
     store = ResultStore(tmp_path / "run")
     store.create({"runs": [{"name": "lora-r8"}, {"name": "prompt"}]})
-    store.write(RunRecord(method="lora-r8", method_type="lora", status="ok", trainable_params=1000,
+    store.write(RunRecord(run="lora-r8", method="lora", status="ok", trainable_params=1000,
                           trainable_pct=0.1, base_accuracy=0.5, eval_accuracy=0.9, peak_mem_mib=12.5))
-    store.write(RunRecord(method="prompt", method_type="prompt", status="timeout", error="no result after 5 s"))
+    store.write(RunRecord(run="prompt", method="prompt", status="timeout", error="no result after 5 s"))
     result = invoke("report", store.root, "--csv", tmp_path / "r.csv", "--json", tmp_path / "r.json")
     assert result.exit_code == 0, result.output
     assert "lora-r8" in result.stdout and "0.500 → 0.900" in result.stdout
     assert "prompt: timeout: no result after 5 s" in result.stdout
     assert len((tmp_path / "r.csv").read_text().strip().splitlines()) == 3
-    assert [r["method"] for r in json.loads((tmp_path / "r.json").read_text())] == ["lora-r8", "prompt"]
+    assert [r["run"] for r in json.loads((tmp_path / "r.json").read_text())] == ["lora-r8", "prompt"]
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])

@@ -58,7 +58,7 @@ def test_differences_ignore_local_labels_and_name_spelling():
 def results_dir(tmp_path, manifest: dict):
     store = ResultStore(tmp_path / "res")
     store.create({"runs": [{"name": "lora-r4"}], **manifest})
-    store.write(RunRecord(method="lora-r4", method_type="lora", status="ok"))
+    store.write(RunRecord(run="lora-r4", method="lora", status="ok"))
     return store.root
 
 

@@ -18,17 +18,17 @@ REQUIRED = [
 
 def test_csv_has_the_documented_columns():
     assert set(REQUIRED) <= set(CSV_COLUMNS)
-    assert CSV_COLUMNS[0] == "method" and "settings" not in CSV_COLUMNS
+    assert CSV_COLUMNS[:2] == ["run", "method"] and "settings" not in CSV_COLUMNS
 
 
 def test_store_roundtrip_order_and_exports(tmp_path):
     store = ResultStore(tmp_path / "r")
     store.create({"runs": [{"name": "lora-r8"}, {"name": "full"}]})
-    store.write(RunRecord(method="full", method_type="full", status="ok", trainable_params=10, eval_accuracy=0.9))
-    store.write(RunRecord(method="lora-r8", method_type="lora", status="oom", error="CUDA out of memory"))
+    store.write(RunRecord(run="full", method="full", status="ok", trainable_params=10, eval_accuracy=0.9))
+    store.write(RunRecord(run="lora-r8", method="lora", status="oom", error="CUDA out of memory"))
     assert store.has("full") and not store.has("prompt")
     records = store.records()
-    assert [r.method for r in records] == ["lora-r8", "full"]  # the suite's order, not the writing order
+    assert [r.run for r in records] == ["lora-r8", "full"]  # the suite's order, not the writing order
     export_csv(records, tmp_path / "out.csv")
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert len(rows) == 2 and list(rows[0]) == CSV_COLUMNS
@@ -41,7 +41,7 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     store = ResultStore(tmp_path)
     store.create({})
     for i in range(3):
-        store.write(RunRecord(method="a", method_type="lora", status="ok", train_s=float(i)))
+        store.write(RunRecord(run="a", method="lora", status="ok", train_s=float(i)))
     assert [p.name for p in store.runs_dir.iterdir()] == ["a.json"]
     assert store.read("a").train_s == 2.0
 
@@ -49,4 +49,10 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
 def test_record_from_dict_ignores_unknown_keys():
     names = {f.name for f in fields(RunRecord)}
     r = RunRecord.from_dict({"method": "x", "method_type": "x", "future_field": 1})
-    assert r.method == "x" and "future_field" not in names
+    assert r.run == "x" and "future_field" not in names
+
+
+def test_records_written_before_the_rename_read_as_today():
+    """Until 2026-12-02 a record's `method` held the run's name and `method_type` the method."""
+    old = RunRecord.from_dict({"method": "lora-r8", "method_type": "lora", "status": "ok", "eval_accuracy": 0.9})
+    assert (old.run, old.method, old.eval_accuracy) == ("lora-r8", "lora", 0.9)
