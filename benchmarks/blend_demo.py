@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 import sweep
 
 WEIGHTS = ["1,0", "0,1", "0.5,0.5", "0.7,0.8", "1,1", "1.5,0.5"]
@@ -23,7 +22,8 @@ WEIGHTS = ["1,0", "0,1", "0.5,0.5", "0.7,0.8", "1,1", "1.5,0.5"]
 def suite_for(task: str) -> dict:
     return {
         "name": f"blend-{task}",
-        "description": f"LoRA r16 on every linear layer of the tiny Llama, trained on {task} (benchmarks/blend_demo.py)",
+        "description": f"LoRA r16 on every linear layer of the tiny Llama, trained on {task} "
+                       "(benchmarks/blend_demo.py)",
         "model": {"name": "builtin:tiny-llama", "task": "causal_lm"},
         "dataset": {"builtin": task, "train_examples": 2000, "eval_examples": 64},
         "training": {"steps": 400, "batch_size": 16, "max_length": 32, "precision": "fp32", "device": "cpu",

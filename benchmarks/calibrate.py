@@ -86,7 +86,8 @@ def cmd_compare(results: Path) -> None:
     errs = [abs(r[4]) for r in rows]
     if errs:
         print(f"\n{len(errs)} runs: mean |error| {sum(errs) / len(errs):.1f}%, max |error| {max(errs):.1f}%")
-    print(json.dumps({"n": len(errs), "mean_abs_pct": sum(errs) / max(len(errs), 1), "max_abs_pct": max(errs, default=0)}))
+    print(json.dumps({"n": len(errs), "mean_abs_pct": sum(errs) / max(len(errs), 1),
+                      "max_abs_pct": max(errs, default=0)}))
 
 
 if __name__ == "__main__":

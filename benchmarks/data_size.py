@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
 import sweep
+import yaml
 from sweep import REPO
+
 SIZES = [50, 200, 1000, 5000]
 
 

@@ -38,8 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from peftbench import catalog  # noqa: E402
 from peftbench import methods as registry  # noqa: E402
-from peftbench.errors import PeftbenchError  # noqa: E402
 from peftbench.arch import arch_from_config  # noqa: E402
+from peftbench.errors import PeftbenchError  # noqa: E402
 from peftbench.estimate import GIB, MIB, Workload, estimate  # noqa: E402
 
 DEFAULT_YAML = REPO / "benchmarks" / "published_gpu.yaml"
@@ -501,8 +501,9 @@ def print_table(rows: list[Row]) -> None:
         print(f"{r.id:38} {r.method:6} {model:22} {w['batch']}x{w['seq_len']:<7} {basis:7} "
               f"{r.measured_bytes / GIB:8.2f} {r.compared_bytes / GIB:8.2f} {r.error_pct:+7.1f}  {comps}")
     print()
-    print("W weights, Ad adapters (fp32 unless adapter_dtype=model), Opt optimizer states, G gradients, Xs optimizer-step temporaries, "
-          "A activations, Lg logits/loss, Xt transient (4-bit dequant), ctx CUDA context (nvml rows only).")
+    print("W weights, Ad adapters (fp32 unless adapter_dtype=model), Opt optimizer states, G gradients, "
+          "Xs optimizer-step temporaries, A activations, Lg logits/loss, Xt transient (4-bit dequant), "
+          "ctx CUDA context (nvml rows only).")
     print("peak = W + Ad + Opt + max(A + Lg, G + Xs) + Xt for full fine-tuning; W + Ad + Opt + A + Lg + G + Xs + Xt "
           "otherwise. basis: alloc = max_memory_allocated, reserv = max_memory_reserved (>= allocated), "
           "nvml = driver-level used (compared with peak + ctx).")

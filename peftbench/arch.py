@@ -62,7 +62,8 @@ class Arch:
 
     @property
     def total_params(self) -> int:
-        return self.layers * sum(m.params for m in self.block) + sum(m.params for m in self.heads_out) + self.other_params
+        heads = sum(m.params for m in self.heads_out)
+        return self.layers * sum(m.params for m in self.block) + heads + self.other_params
 
     @property
     def block_linear_params(self) -> int:
@@ -121,8 +122,8 @@ def arch_from_config(cfg: dict[str, Any], task: str | None = None, num_labels: i
         raise PeftbenchError(f"model config lacks a usable {err} field") from None
     k = int(cfg.get("num_key_value_heads") or a)
     d = int(cfg.get("head_dim") or h // a)
-    common = dict(model_type=mt, task=task, head=head, layers=L, hidden=h, intermediate=i, heads=a, kv_heads=k, head_dim=d,
-                  vocab=V, lora_defaults=LORA_DEFAULTS[mt], ia3_defaults=IA3_DEFAULTS[mt])
+    common = dict(model_type=mt, task=task, head=head, layers=L, hidden=h, intermediate=i, heads=a, kv_heads=k,
+                  head_dim=d, vocab=V, lora_defaults=LORA_DEFAULTS[mt], ia3_defaults=IA3_DEFAULTS[mt])
     tied = bool(cfg.get("tie_word_embeddings", mt in ("gemma", "gemma2") or mt == "bert"))
     if mt == "bert":
         if head != "classifier":

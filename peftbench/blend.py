@@ -118,7 +118,7 @@ def blend(sources: list[Source], weight_sets: list[list[float]], combination: st
         model.add_weighted_adapter([s.name for s in sources], [float(w) for w in ws], blend_name,
                                    combination_type=combination, **kwargs)
         model.set_adapter(blend_name)
-        row = BlendRow(weights={s.name: float(w) for s, w in zip(sources, ws)})
+        row = BlendRow(weights={s.name: float(w) for s, w in zip(sources, ws, strict=True)})
         for name, (suite, data) in evals.items():
             row.scores[name] = evaluate(model, ctx, suite, data, tokenizer)
         rows.append(row)

@@ -15,8 +15,8 @@ This module is pure standard library (no torch / numpy / transformers).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 __all__ = [
     "TaskSpec",
@@ -453,7 +453,7 @@ class TaskSpec:
     name: str
     kind: str  # "classification" | "causal_lm"
     generate: Callable[[int, int], list]
-    num_labels: Optional[int]
+    num_labels: int | None
     description: str
 
 

@@ -108,15 +108,19 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
         store = run_suite(loaded, results_dir, resume, progress)
     records = store.records()
     export_csv(records, store.root / "results.csv")
-    print_records(records, out, title=f"{loaded.suite.name}: {store.root}", lock_note=manifest_lock_note(store.manifest()))
+    print_records(records, out, title=f"{loaded.suite.name}: {store.root}",
+                  lock_note=manifest_lock_note(store.manifest()))
     ok = sum(r.status == "ok" for r in records)
-    out.print(f"{ok}/{len(records)} runs ok. Records: {store.root}/runs/  CSV: {store.root}/results.csv", highlight=False)
+    out.print(f"{ok}/{len(records)} runs ok. Records: {store.root}/runs/  CSV: {store.root}/results.csv",
+              highlight=False)
 
 
 @main.command()
 @click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a CSV, a row per run.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the records as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a CSV, a row per run.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the records as JSON.")
 def report(results: Path, csv_path: Path | None, json_path: Path | None) -> None:
     """Show the results table of a run directory again, and export it."""
     from .environment import manifest_lock_note
@@ -160,14 +164,17 @@ def list_models() -> None:
 
 
 @main.command()
-@click.option("--model", required=True, help="Catalog name (see `peftbench models`), local config.json (or its directory), or hub id.")
+@click.option("--model", required=True,
+              help="Catalog name (see `peftbench models`), local config.json (or its directory), or hub id.")
 @click.option("--method", required=True, help="A registered method (see `peftbench methods`).")
 @click.option("--rank", type=click.IntRange(min=1), default=None, help="LoRA/QLoRA rank [method default: 8].")
 @click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=None, help="LoRA alpha [2 x rank].")
-@click.option("--targets", default=None, help="Comma-separated module names, or all-linear [peft's default for the model].")
+@click.option("--targets", default=None,
+              help="Comma-separated module names, or all-linear [peft's default for the model].")
 @click.option("--virtual-tokens", type=click.IntRange(min=1), default=None, help="Prefix/prompt length [20].")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Micro-batch size per GPU.")
-@click.option("--seq-len", type=click.IntRange(min=1), default=512, show_default=True, help="Tokens per sequence (padded length).")
+@click.option("--seq-len", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Tokens per sequence (padded length).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="bf16", show_default=True,
               help="fp32; fp16/bf16: weights and activations in 16 bits; bf16-mixed/fp16-mixed: fp32 weights with "
                    "16-bit autocast.")

@@ -52,7 +52,8 @@ def keep_4bit_weights_trainable(model: Any) -> int:
 
 def packed_4bit_layers(model: Any) -> int:
     """How many 4-bit weights of `model` are in bitsandbytes' CPU-packed layout (0 after the workaround above)."""
-    return sum(1 for p in model.parameters() if getattr(getattr(p, "quant_state", None), "packing_format_for_cpu", False))
+    states = (getattr(p, "quant_state", None) for p in model.parameters())
+    return sum(1 for state in states if getattr(state, "packing_format_for_cpu", False))
 
 
 # ---- transformers 5.24: past_key_values renamed to cache ---------------------------------------------------

@@ -66,7 +66,8 @@ def make_context(suite: Suite, tokenizer_path: str) -> RunContext:
     import torch
 
     t = suite.training
-    compute = {"fp32": torch.float32, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16}.get(t.precision, torch.float16)
+    compute = {"fp32": torch.float32, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16}.get(t.precision,
+                                                                                               torch.float16)
     return RunContext(
         task=tasks.get(suite.model.task),
         device=resolve_device(t.device),

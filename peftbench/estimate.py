@@ -303,4 +303,5 @@ def estimate_run(suite: dict[str, Any], method: str, settings: dict[str, Any], c
     m = registry.get(method)
     validated = m.Settings.model_validate(settings)
     w = workload_for_suite(suite, device)
-    return estimate(arch, m.footprint(arch, validated), replace(w, grad_ckpt=m.gradient_checkpointing(validated, w.grad_ckpt)))
+    w = replace(w, grad_ckpt=m.gradient_checkpointing(validated, w.grad_ckpt))
+    return estimate(arch, m.footprint(arch, validated), w)

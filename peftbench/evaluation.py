@@ -77,4 +77,5 @@ def measure_merged(model: Any, method: Any, ctx: RunContext, suite: Suite, batch
     with torch.inference_mode(), ctx.autocast():
         after = merged(**batch).logits.float()
     record.merge_max_abs_diff = float((after - before).abs().max())
-    record.latency_ms_p50_merged, _, record.gen_ms_per_token_merged = time_inference(merged, batch, ctx, suite, tokenizer)
+    record.latency_ms_p50_merged, _, record.gen_ms_per_token_merged = time_inference(
+        merged, batch, ctx, suite, tokenizer)

@@ -82,7 +82,8 @@ def _num_labels(adapter: Path) -> int:
     return 2
 
 
-def merge(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32", rtol: float | None = None) -> MergeResult:
+def merge(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32",
+          rtol: float | None = None) -> MergeResult:
     from .models import quiet_libraries
 
     quiet_libraries()

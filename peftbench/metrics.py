@@ -40,5 +40,7 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
     """Share of predictions equal to their reference after collapsing whitespace."""
     if not references:
         raise ValueError("no references")
-    norm = lambda s: " ".join(s.split())  # noqa: E731
+    def norm(s: str) -> str:
+        return " ".join(s.split())
+
     return sum(int(norm(p) == norm(r)) for p, r in zip(predictions, references, strict=True)) / len(references)

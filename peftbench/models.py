@@ -118,8 +118,8 @@ def minilm_path() -> str:
 
 def tiny_llama_path(overrides: dict[str, Any]) -> str:
     """Build (once per config) and return the directory of the seeded tiny Llama with its tokenizer."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
     import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     tokenizer.bos_token, tokenizer.eos_token = tokenizer.cls_token, tokenizer.sep_token

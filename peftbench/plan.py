@@ -12,9 +12,10 @@ from pydantic import ValidationError
 
 from . import catalog
 from . import methods as registry
-from .errors import PeftbenchError
 from .arch import arch_from_config
+from .errors import PeftbenchError
 from .estimate import GIB, Estimate, estimate, estimate_run, workload_for_suite
+
 
 def settings_from_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     """A method entry from `--rank/--alpha/--targets/--virtual-tokens`, as the method maps them (its `options`); an
@@ -29,7 +30,8 @@ def settings_from_options(method: str, options: dict[str, Any]) -> dict[str, Any
     return entry
 
 
-def estimate_model(model: str, task: str, method: str, entry: dict[str, Any], workload, num_labels: int = 2) -> Estimate:
+def estimate_model(model: str, task: str, method: str, entry: dict[str, Any], workload,
+                   num_labels: int = 2) -> Estimate:
     spec = catalog.resolve(model)
     arch = arch_from_config(spec.config, task, num_labels)
     m = registry.get(method)
@@ -66,7 +68,8 @@ def plan_suite(loaded, gpu_gb: float | None, exact: bool = True) -> list[PlanRow
         if exact:
             from .exact import exact_counts
 
-            trainable, total = exact_counts(spec.config, model["task"], run.method, run.settings, model.get("num_labels", 2))
+            trainable, total = exact_counts(spec.config, model["task"], run.method, run.settings,
+                                            model.get("num_labels", 2))
             how = "meta-device peft"
         need = est.peak_gib + est.cuda_context_bytes / GIB
         rows.append(PlanRow(run.name, run.method, trainable, total, how, est.peak_gib, est.cuda_context_bytes / GIB,

@@ -26,8 +26,8 @@ from typing import Any
 
 from . import catalog, tasks
 from . import methods as registry
-from .errors import PeftbenchError
 from .arch import Arch, Footprint, arch_from_config
+from .errors import PeftbenchError
 from .estimate import CUDA_CONTEXT_GIB, Estimate, Workload, estimate
 from .methods.base import Advice, Traits
 
@@ -227,7 +227,8 @@ RULES: tuple[Rule, ...] = (
          "transformers docs: checkpointing ~20% slower; Raschka 2023 (LoRA insights): QLoRA 10,060 s vs LoRA "
          f"6,686 s; {MC}: full fine-tuning 3,111 s vs LoRA r64 1,853 s",
          lambda req, arch: req.priority == "speed",
-         lambda o, req, arch: -(0.5 * o.workload.grad_ckpt + 1.0 * o.cand.traits.quantized_base + 1.5 * o.cand.footprint.full)),
+         lambda o, req, arch: -(0.5 * o.workload.grad_ckpt + 1.0 * o.cand.traits.quantized_base
+                                + 1.5 * o.cand.footprint.full)),
     Rule("priority-latency",
          "--priority latency: methods that lengthen every sequence cost latency forever (-1.5); other "
          "non-mergeable methods -0.5; merged LoRA/IA3 cost nothing",
@@ -432,7 +433,8 @@ class Recommendation:
         w = c.workload
         out.append(f"memory: predicted peak {c.peak_gib:,.2f} GiB + CUDA context {CUDA_CONTEXT_GIB:g} GiB within the "
                    f"usable {self.budget.usable_gib:,.1f} GiB (batch {w.batch} x {w.seq_len} tokens"
-                   f"{', gradient checkpointing' if w.grad_ckpt else ''}{', ' + w.optimizer if w.optimizer != 'adamw' else ''})")
+                   f"{', gradient checkpointing' if w.grad_ckpt else ''}"
+                   f"{', ' + w.optimizer if w.optimizer != 'adamw' else ''})")
         if w.grad_ckpt:
             out.append("gradient checkpointing is on because no batch size fits without it")
         if w.batch < BATCHES[0]:

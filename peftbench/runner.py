@@ -32,7 +32,6 @@ from .protocol import WorkerSpec, parse_progress
 from .results import ResultStore, RunRecord
 from .suite import LoadedSuite
 
-
 # ---- checks before anything expensive ------------------------------------------------------------------------
 
 
@@ -69,6 +68,30 @@ def preflight(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None)
             raise PeftbenchError(f"{loaded.path} needs a CUDA GPU ({needs[0]}) and this machine has none")
     check_available(suite.model)
     check_source(suite.dataset, suite.model.task, Path(loaded.path).parent)
+    if suite.training.device == "cpu":
+        check_cpu_memory(loaded)
+
+
+def check_cpu_memory(loaded: LoadedSuite) -> None:
+    """On a CPU the tensors live in the machine's memory: stop before any worker starts if a run's predicted peak
+    of live tensors alone (the memory model, as `peftbench plan` shows it) exceeds the memory available now
+    (psutil's `available`: free plus reclaimable cache). The worker also holds the interpreter and the libraries,
+    several hundred MiB more, so passing this check does not promise the run fits."""
+    import psutil
+
+    from .estimate import GIB, estimate_run
+
+    available = psutil.virtual_memory().available
+    suite = loaded.resolved()
+    for plan in loaded.runs:
+        try:
+            est = estimate_run(suite, plan.method, plan.settings, device="cpu")
+        except PeftbenchError:  # an architecture the memory model does not cover: nothing to check against
+            return
+        if est.peak_bytes > available:
+            raise PeftbenchError(f"{loaded.path}: run {plan.name} is predicted to hold {est.peak_bytes / GIB:,.1f} GiB "
+                                 f"of tensors at its peak (peftbench plan), more than the {available / GIB:,.1f} GiB "
+                                 "of memory available on this machine")
 
 
 def new_manifest(loaded: LoadedSuite) -> dict[str, Any]:
@@ -173,7 +196,8 @@ def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: f
         return record
     if code < 0:
         name = signal.Signals(-code).name
-        why = f"worker killed by {name}" + (" (the kernel's out-of-memory killer sends it)" if name == "SIGKILL" else "")
+        oom = " (the kernel's out-of-memory killer sends it)" if name == "SIGKILL" else ""
+        why = f"worker killed by {name}{oom}"
     else:
         why = f"worker exited with code {code}"
     if store.has(plan.name):
@@ -214,7 +238,8 @@ def open_store(loaded: LoadedSuite, results_base: Path, resume: Path | None) -> 
     manifest = store.manifest()
     if manifest.get("suite_sha256") != loaded.sha256:
         raise PeftbenchError(f"--resume {resume}: it holds results of a different suite file (sha256 differs)")
-    manifest["resumed_at"] = manifest.get("resumed_at", []) + [dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")]
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    manifest["resumed_at"] = manifest.get("resumed_at", []) + [now]
     store.create(manifest)
     return store
 

@@ -13,8 +13,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
-from pydantic import field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from . import methods as registry
 from .errors import SuiteError, did_you_mean
@@ -114,7 +123,8 @@ class LatencyConfig(_Strict):
 class RunnerConfig(_Strict):
     timeout_s: PositiveFloat = Field(1800, description="per method run; the worker is killed after it")
     stable_rss: bool = Field(
-        False, description="set MALLOC_MMAP_THRESHOLD_=65536 in the worker: RSS repeatable to 1 MiB, steps ~1.6x slower on CPU"
+        False, description="set MALLOC_MMAP_THRESHOLD_=65536 in the worker: RSS repeatable to 1 MiB, steps ~1.6x "
+                           "slower on CPU"
     )
     save_adapters: bool = Field(False, description="keep trained adapters under <results>/adapters/")
 
@@ -204,9 +214,11 @@ def _cross_checks(suite: Suite) -> list[str]:
     ds, t = suite.dataset, suite.training
     if ds.builtin is not None:
         if ds.builtin not in TASKS:
-            problems.append(f"dataset.builtin: unknown built-in dataset {ds.builtin!r}{did_you_mean(ds.builtin, TASKS)}")
+            problems.append(f"dataset.builtin: unknown built-in dataset {ds.builtin!r}"
+                            f"{did_you_mean(ds.builtin, TASKS)}")
         elif TASKS[ds.builtin].kind != suite.model.task:
-            problems.append(f"dataset.builtin: {ds.builtin!r} is a {TASKS[ds.builtin].kind} task, model.task is {suite.model.task}")
+            problems.append(f"dataset.builtin: {ds.builtin!r} is a {TASKS[ds.builtin].kind} task, "
+                            f"model.task is {suite.model.task}")
     untimed = max(t.warmup_timing_steps, t.memory_profile_steps)
     if t.steps is not None and t.steps <= untimed:
         problems.append(f"training.steps: must exceed warmup_timing_steps and memory_profile_steps ({untimed}), "

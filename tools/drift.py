@@ -27,11 +27,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -102,7 +102,8 @@ def newest_allowed(python: Path, req: Requirement, beyond_caps: bool) -> str | N
 
 def freeze(python: Path) -> dict[str, str]:
     out = sh([str(python), "-m", "pip", "freeze", "--exclude-editable", "--disable-pip-version-check"]).stdout
-    return {canonicalize_name(n): v.split("+", 1)[0] for n, v in (ln.split("==", 1) for ln in out.splitlines() if "==" in ln)}
+    pins = (line.split("==", 1) for line in out.splitlines() if "==" in line)
+    return {canonicalize_name(name): version.split("+", 1)[0] for name, version in pins}
 
 
 def pip_install(python: Path, args: list[str]) -> str:

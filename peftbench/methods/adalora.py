@@ -11,7 +11,6 @@ whenever the model returns one (the worker always passes labels); see `_regulari
 
 from __future__ import annotations
 
-from ..arch import Footprint, Saved
 from typing import Literal
 
 from pydantic import (
@@ -22,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..arch import Footprint, Saved
 from . import register
 from .base import Method, MethodSettings, Traits, classifier_copy, target_list
 
@@ -138,7 +138,8 @@ class AdaLora(Method):
             trainable += r * (m.d_in + m.d_out + 1) * copies
             frozen += copies
             if arch.in_block(m):
-                saved += [Saved(m.d_in, "fp32"), Saved(r, "fp32")] + ([Saved(m.d_in, "mask")] if settings.dropout else [])
+                saved += [Saved(m.d_in, "fp32"), Saved(r, "fp32")]
+                saved += [Saved(m.d_in, "mask")] if settings.dropout else []
         head = classifier_copy(arch)
         largest = max([r * max(m.d_in, m.d_out) for m in wrapped] + [head], default=0)
         return Footprint(trainable=trainable + head, added=trainable + frozen + head, saved=tuple(saved),

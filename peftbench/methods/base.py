@@ -77,7 +77,8 @@ def target_list(value: str) -> list[str] | str:
 
 
 # --rank, --alpha, --targets and --virtual-tokens of `peftbench estimate`, as most methods map them
-LOW_RANK_OPTIONS = {"rank": ("ranks", lambda v: [v]), "alpha": ("alpha", float), "targets": ("target_modules", target_list)}
+LOW_RANK_OPTIONS = {"rank": ("ranks", lambda v: [v]), "alpha": ("alpha", float),
+                    "targets": ("target_modules", target_list)}
 TARGETS_OPTION = {"targets": ("target_modules", target_list)}
 VIRTUAL_TOKENS_OPTION = {"virtual_tokens": ("num_virtual_tokens", int)}
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..arch import Footprint, Saved
 from pydantic import Field
 
+from ..arch import Footprint, Saved
 from . import register
 from .base import TARGETS_OPTION, Advice, Method, MethodSettings, Traits, classifier_copy
 

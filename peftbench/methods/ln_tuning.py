@@ -3,9 +3,9 @@ trained; the selective-training baseline for models without biases (BitFit has n
 
 from __future__ import annotations
 
-from ..arch import Footprint, Saved
 from pydantic import Field
 
+from ..arch import Footprint, Saved
 from . import register
 from .base import TARGETS_OPTION, Method, MethodSettings, Traits, classifier_copy
 

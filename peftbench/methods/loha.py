@@ -8,11 +8,11 @@ forward and apply it with F.linear(x, dW): the training cost grows with d_in x d
 
 from __future__ import annotations
 
-from ..arch import Footprint, Saved
 from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
+from ..arch import Footprint, Saved
 from . import register
 from .base import LOW_RANK_OPTIONS, Method, MethodSettings, Traits, classifier_copy
 from .lora import expand_ranks
@@ -27,7 +27,8 @@ class LycorisSettings(MethodSettings):
         None, description="module names or 'all-linear'; default: peft's per-architecture default (e.g. q,v)"
     )
     dropout: NonNegativeFloat = Field(0.0, le=1.0, description="rank_dropout: drops output rows of the update")
-    module_dropout: NonNegativeFloat = Field(0.0, le=1.0, description="probability of skipping a whole adapter per step")
+    module_dropout: NonNegativeFloat = Field(0.0, le=1.0,
+                                             description="probability of skipping a whole adapter per step")
 
 
 def lycoris_kwargs(settings: LycorisSettings, ctx) -> dict:

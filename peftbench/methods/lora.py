@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..arch import Footprint, Saved
 from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
+from ..arch import Footprint, Saved
 from . import register
 from .base import LOW_RANK_OPTIONS, Advice, Method, MethodSettings, RunPlan, Traits, classifier_copy
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..arch import Footprint
 from pydantic import Field, PositiveInt
 
+from ..arch import Footprint
 from . import register
 from .base import VIRTUAL_TOKENS_OPTION, Advice, Method, MethodSettings, Traits, classifier_copy
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..arch import Footprint
 from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
+from ..arch import Footprint
 from . import register
 from .base import VIRTUAL_TOKENS_OPTION, Advice, Method, MethodSettings, Traits, classifier_copy
 

@@ -10,11 +10,11 @@ v_proj narrower than q_proj, fc1 and fc2) can be wrapped together. A and B are b
 
 from __future__ import annotations
 
-from ..arch import Footprint, Saved
 from typing import Literal
 
 from pydantic import Field, PositiveInt
 
+from ..arch import Footprint, Saved
 from . import register
 from .base import Method, MethodSettings, Traits, classifier_copy, target_list
 

@@ -25,7 +25,8 @@ class Classification(TaskKind):
         cols = set(rows[0])
         missing = [c for c in (cfg.text_column, cfg.label_column) if c not in cols]
         if missing:
-            raise PeftbenchError(f"dataset {source} lacks column(s) {', '.join(missing)} (has {', '.join(sorted(cols))})")
+            raise PeftbenchError(f"dataset {source} lacks column(s) {', '.join(missing)} "
+                                 f"(has {', '.join(sorted(cols))})")
         try:
             return [{"text": str(r[cfg.text_column]), "label": int(r[cfg.label_column])} for r in rows]
         except (TypeError, ValueError):

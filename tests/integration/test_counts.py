@@ -27,7 +27,8 @@ ARCHS = [
     ("llama-2-7b", "causal_lm", 2), ("llama-3.2-1b", "causal_lm", 2), ("qwen2.5-0.5b", "causal_lm", 2),
     ("phi-2", "causal_lm", 2), ("mistral-7b", "causal_lm", 2), ("gemma-2-2b", "causal_lm", 2),
     (TINY, "causal_lm", 2),
-    ("builtin:minilm", "classification", 2), ("llama-3.2-1b", "classification", 3), ("qwen2.5-0.5b", "classification", 2),
+    ("builtin:minilm", "classification", 2), ("llama-3.2-1b", "classification", 3),
+    ("qwen2.5-0.5b", "classification", 2),
 ]
 RENAME = {  # the same projections under phi's and BERT's module names
     "phi": {"o_proj": "dense", "down_proj": "fc2"},

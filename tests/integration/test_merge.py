@@ -7,8 +7,7 @@ import io
 
 import pytest
 
-from ..conftest import TINY_CAUSAL, TINY_CLASSIFICATION, spec_for
-from ..conftest import assert_user_error, invoke
+from ..conftest import TINY_CAUSAL, TINY_CLASSIFICATION, assert_user_error, invoke, spec_for
 
 torch = pytest.importorskip("torch")
 

@@ -13,7 +13,7 @@ from ..conftest import TINY_CAUSAL
 
 torch = pytest.importorskip("torch")
 
-from peftbench.exact import arch_counts, exact_counts
+from peftbench.exact import arch_counts, exact_counts  # noqa: E402 - after the torch skip
 
 # ---- hand-checked counts ---------------------------------------------------------------------------------------
 
@@ -111,7 +111,8 @@ def test_adalora_schedule_is_valid_for_every_run_length():
     assert schedule(AdaLoraSettings(method="adalora"), 5000) == (5000, 200, 500)  # peft's MetaMathQA schedule
 
 
-@pytest.mark.parametrize("bad", [{"target_rank": 12}, {"init_rank": 4, "target_rank": 8}, {"tinit": 0.5, "tfinal": 0.5}])
+@pytest.mark.parametrize("bad", [{"target_rank": 12}, {"init_rank": 4, "target_rank": 8},
+                                 {"tinit": 0.5, "tfinal": 0.5}])
 def test_adalora_settings_reject_impossible_schedules(bad):
     from pydantic import ValidationError
 

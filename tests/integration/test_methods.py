@@ -13,7 +13,8 @@ from ..conftest import TINY_CAUSAL, TINY_CLASSIFICATION, spec_for
 torch = pytest.importorskip("torch")
 
 ALL = sorted(methods.load_all())
-COMMON = ["trainable_params", "total_params", "trainable_pct", "peak_mem_mib", "est_peak_mib", "peak_rss_mib", "train_s",
+COMMON = ["trainable_params", "total_params", "trainable_pct", "peak_mem_mib", "est_peak_mib", "peak_rss_mib",
+          "train_s",
           "train_tokens_per_s", "train_loss_first", "train_loss_last", "latency_ms_p50", "latency_ms_p90",
           "adapter_size_mb", "eval_loss", "base_loss", "wall_s"]
 BY_TASK = {
@@ -48,7 +49,7 @@ def records():
             record = worker.new_record(spec)
             try:
                 worker.run(spec, record)
-            except Exception as err:  # keep the other methods' results; the test for this one reports it
+            except Exception as err:  # noqa: BLE001 - keep the other methods' results; the test for this one reports it
                 record.error = f"{type(err).__name__}: {err}"
             out[task, name] = (spec, record)
     return out

@@ -9,9 +9,7 @@ import pytest
 
 from peftbench.results import ResultStore
 
-from ..conftest import TINY_CAUSAL, write_suite
-from ..conftest import assert_user_error, invoke
-
+from ..conftest import TINY_CAUSAL, assert_user_error, invoke, write_suite
 
 
 @pytest.fixture(scope="module")

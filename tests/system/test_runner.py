@@ -9,12 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-
 from peftbench.runner import preflight, run_suite
 from peftbench.suite import load_suite
 
 from ..conftest import REPO, write_suite
-
 
 
 def suite_with(tmp_path: Path, base: dict, methods: list[dict], **runner) -> Path:
@@ -50,7 +48,8 @@ def test_a_dying_worker_is_recorded_and_the_suite_goes_on(tmp_path, tiny_causal,
 def test_a_run_that_fails_while_its_memory_is_profiled_exits_cleanly(tmp_path, tiny_causal):
     """peft refuses targets that do not exist while the model loads, inside the profiler window: the failure is
     recorded, and the worker still exits with code 0 (a profiler left running made it die of SIGSEGV at exit)."""
-    loaded = load_suite(suite_with(tmp_path, tiny_causal, [{"method": "lora", "ranks": [4], "target_modules": ["nope"]}]))
+    entry = {"method": "lora", "ranks": [4], "target_modules": ["nope"]}
+    loaded = load_suite(suite_with(tmp_path, tiny_causal, [entry]))
     (record,) = run_suite(loaded, tmp_path / "results").records()
     assert record.status == "failed" and "nope" in record.error
     assert "after writing its result" not in record.error, record.error

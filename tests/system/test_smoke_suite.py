@@ -11,9 +11,7 @@ import yaml
 from peftbench import methods
 from peftbench.results import ResultStore
 
-from ..conftest import REPO, write_suite
-from ..conftest import invoke
-
+from ..conftest import REPO, invoke, write_suite
 
 
 def test_every_smoke_method_runs_through_the_cli(tmp_path):

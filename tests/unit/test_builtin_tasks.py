@@ -153,7 +153,7 @@ def test_no_heavy_imports():
 
 def test_word_reverse_reverses_the_words_of_word_copy():
     copy, rev = word_copy(200, 3), word_reverse(200, 3)
-    for c, r in zip(copy, rev):
+    for c, r in zip(copy, rev, strict=True):
         assert r["input"] == "reverse: " + c["output"]  # the same words, drawn from the same seed
         assert r["output"].split() == c["output"].split()[::-1]
         assert r["source"] == "builtin:word-reverse"

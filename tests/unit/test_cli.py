@@ -120,3 +120,17 @@ def test_report_errors(tmp_path, make):
     result = invoke("report", target)
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_run_stops_when_a_cpu_run_cannot_fit_in_memory(tmp_path, tiny_cls, monkeypatch):
+    """The memory model predicts each CPU run's tensors before any worker starts; a run that cannot fit stops it."""
+    import psutil
+
+    class Tiny:
+        available = 2**20  # 1 MiB: far below MiniLM's ~100 MiB of weights and activations
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tiny())
+    results = tmp_path / "r"
+    assert_user_error(invoke("run", write_suite(tmp_path, tiny_cls), "--results-dir", results),
+                      "run lora-r4 is predicted to hold", "GiB of memory available")
+    assert not results.exists()  # stopped before the results directory was made

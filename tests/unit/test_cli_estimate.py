@@ -13,8 +13,7 @@ from peftbench import catalog
 from peftbench.arch import arch_from_config
 from peftbench.estimate import Workload, estimate
 
-from ..conftest import REPO
-from ..conftest import assert_user_error, invoke
+from ..conftest import REPO, assert_user_error, invoke
 
 LORA_7B = ("estimate", "--model", "llama-2-7b", "--method", "lora", "--rank", "8", "--targets", "q_proj,v_proj",
            "--batch", "4", "--seq-len", "512", "--precision", "bf16", "--grad-ckpt")

@@ -4,15 +4,14 @@ versions are not the lock's. No torch."""
 from __future__ import annotations
 
 import re
-import tomllib
 
+import tomllib
 from packaging.requirements import Requirement
 
 from peftbench import environment
 from peftbench.results import ResultStore, RunRecord
 
-from ..conftest import REPO
-from ..conftest import invoke
+from ..conftest import REPO, invoke
 
 
 def readme_commands() -> list[str]:

@@ -1,4 +1,5 @@
-"""The recommender (peftbench/recommend.py) and `peftbench recommend`: scenarios, consistency, JSON, errors. No torch."""
+"""The recommender (peftbench/recommend.py) and `peftbench recommend`: scenarios, consistency, JSON, errors.
+No torch."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ SCENARIOS = [
 ]
 
 
-@pytest.mark.parametrize(("args", "expected"), SCENARIOS, ids=[f"{a[2]}-{a[0]}GiB-{a[1]}ex-{a[4]}" for a, _ in SCENARIOS])
+@pytest.mark.parametrize(("args", "expected"), SCENARIOS,
+                         ids=[f"{a[2]}-{a[0]}GiB-{a[1]}ex-{a[4]}" for a, _ in SCENARIOS])
 def test_scenarios(args, expected):
     gpu, examples, model, task, priority = args
     rec = recommend(Request(gpu_gb=gpu, examples=examples, model=model, task=task, priority=priority))
