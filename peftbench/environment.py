@@ -1,9 +1,9 @@
 """What a run ran on: package versions, the lock they are compared with, the machine. No torch import.
 
-The lock is `constraints.txt` at the repository root (the exact versions CI and the README's smoke table were
-measured with). A run records its installed versions and how they differ from the lock in its manifest, and
-`peftbench run` and `report` say so, because numbers measured on other versions may not compare with the
-README's or with other runs'.
+The lock is `constraints.txt` at the repository root: the exact versions CI and the smoke table of
+docs/measurements.md were measured with. A run records its installed versions and how they differ from the lock
+in its manifest, and `peftbench run` and `report` say so, because numbers measured on other versions may not
+compare with the documented ones or with other runs'.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def lock_note(differences: list[str], lock_found: bool = True) -> str | None:
     if not differences:
         return None
     return ("package versions differ from the lock (constraints.txt): " + ", ".join(differences) +
-            "; numbers may not compare with the README's or with runs on the locked versions")
+            "; numbers may not compare with the documented ones or with runs on the locked versions")
 
 
 def cpu() -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 Inputs are an architecture (read from a Hugging Face config dict: `arch_from_config`), a method's footprint
 (each method module says what it trains, what it adds and which extra activations it saves: `Method.footprint`)
-and a workload (batch, sequence length, precision, gradient checkpointing, optimizer, GPUs). The model follows
-shared/research/memory-model.md and was calibrated against the harness's own CPU measurements
-(benchmarks/calibrate.py; results in the README):
+and a workload (batch, sequence length, precision, gradient checkpointing, optimizer, GPUs). Its formulas and their
+sources are in docs/memory-model.md; it was checked against the harness's own CPU measurements
+(benchmarks/calibrate.py) and published GPU peaks (benchmarks/published.py), results in docs/measurements.md:
 
     peak = W + S + A + max(Λ, R) + G + X_step + X_tmp              (PEFT: small gradients coexist with A)
     peak = W + S + max(A + max(Λ, R), G + X_step) + X_tmp          (full fine-tuning, one micro-batch per step)
@@ -43,7 +43,7 @@ ATTENTIONS, ADAPTER_DTYPES, LOSSES = get_args(Attention), get_args(AdapterDtype)
 # absmax per 256 of those blocks (bitsandbytes functional.quantize_4bit, compress_statistics=True).
 NF4_DQ_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
 # CUDA context + cuBLAS workspace with lazy module loading (CUDA >= 11.7): invisible to torch's allocator
-# statistics, visible to nvidia-smi. Published figures range from 0.3 to 2 GiB (memory-model.md §2.1).
+# statistics, visible to nvidia-smi. Published figures range from 0.3 to 2 GiB (docs/memory-model.md).
 CUDA_CONTEXT_GIB = 0.75
 
 
@@ -77,7 +77,7 @@ class Workload:
         return "mixed" if self.precision.endswith("-mixed") else self.precision
 
 
-# What each breakdown entry holds, for the tables and the README.
+# What each breakdown entry holds, for the tables and docs/memory-model.md.
 COMPONENTS = {
     "weights": "model weights (QLoRA: NF4 block linears, 8-bit LoRA: int8, + the rest in fp32)",
     "adapters": "weights the method adds (fp32 unless --adapter-dtype model)",

@@ -159,12 +159,13 @@ def _few_params(o: Option, arch: Arch) -> bool:
 
 
 # PEFT's MetaMathQA benchmark (huggingface/peft method_comparison/MetaMathQA/results, Llama-3.2-3B, 20,000
-# examples, GSM8K test accuracy; commits named in the README): full fine-tuning 0.500, LoRA r10 on the MLP 0.526,
-# LoRA r32 on q,v 0.482, IA3 0.412 (lr 1e-3), VeRA 0.369, prompt tuning 0.253 (lr 1e-3), prefix tuning 0.147.
+# examples, GSM8K test accuracy; result files named in benchmarks/published_gpu.yaml): full fine-tuning 0.500,
+# LoRA r10 on the MLP 0.526, LoRA r32 on q,v 0.482, IA3 0.412 (lr 1e-3), VeRA 0.369, prompt tuning 0.253 (lr 1e-3),
+# prefix tuning 0.147.
 MC = "PEFT MetaMathQA benchmark (Llama-3.2-3B, 20,000 examples, GSM8K accuracy)"
-# benchmarks/data_size.py (README): MiniLM-L6 on the built-in sentiment task, 250 steps at every size, accuracy
-# on 400 held-out rows.
-CURVE = "peftbench data-size curve (MiniLM-L6, built-in sentiment task, README)"
+# benchmarks/data_size.py (docs/measurements.md): MiniLM-L6 on the built-in sentiment task, 250 steps at every
+# size, accuracy on 400 held-out rows.
+CURVE = "peftbench data-size curve (MiniLM-L6, built-in sentiment task, docs/measurements.md)"
 
 RULES: tuple[Rule, ...] = (
     Rule("rank-for-data-size",
@@ -232,7 +233,8 @@ RULES: tuple[Rule, ...] = (
     Rule("priority-latency",
          "--priority latency: methods that lengthen every sequence cost latency forever (-1.5); other "
          "non-mergeable methods -0.5; merged LoRA/IA3 cost nothing",
-         "Hu et al. 2021 (LoRA): no inference latency once merged; peftbench latency_ms_p50 per method (README)",
+         "Hu et al. 2021 (LoRA): no inference latency once merged; peftbench latency_ms_p50 per method "
+         "(docs/measurements.md)",
          lambda req, arch: req.priority == "latency",
          lambda o, req, arch: -1.5 if o.cand.traits.extra_positions else (0.0 if o.cand.traits.mergeable else -0.5)),
     Rule("priority-adapter-size",

@@ -44,7 +44,7 @@ def _latency(r: RunRecord) -> str:
 
 
 def records_table(records: list[RunRecord], title: str = "") -> Table:
-    """One row per run; the columns are the CSV's most-read ones (README: 'What each column means')."""
+    """One row per run; the columns are the CSV's most-read ones (docs/columns.md)."""
     classification = any(r.eval_accuracy is not None or r.base_accuracy is not None for r in records)
     causal = any(r.eval_perplexity is not None or r.gen_ms_per_token is not None for r in records)
     table = Table(title=title or None, header_style="bold", title_justify="left")
@@ -167,7 +167,7 @@ def print_recommendation(rec, console: Console) -> None:
                       f"{o.score:+.2f}", rec.reason(o).split(": ", 1)[1])
     console.print(table)
     console.print("rules that fired: " + ", ".join(r.name for r in rec.rules_fired) +
-                  ". Each rule's source: `peftbench recommend ... --json` (rules_fired) or the README.",
+                  ". Each rule's source: `peftbench recommend ... --json` (rules_fired) or docs/recommender.md.",
                   style="dim", highlight=False)
     for note in rec.notes:
         console.print(f"note: {note}", style="dim", highlight=False)

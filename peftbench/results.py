@@ -21,7 +21,8 @@ STATUSES = ("ok", "failed", "oom", "timeout", "skipped")
 
 @dataclass
 class RunRecord:
-    """Every measured quantity of one method run. Units are in the names; definitions live in measure.py/README."""
+    """Every measured quantity of one method run. Units are in the names; the definitions live in measure.py and
+    docs/columns.md."""
 
     run: str  # the run's name, e.g. "lora-r8"
     method: str  # the registered method, e.g. "lora"

@@ -62,11 +62,11 @@ class DatasetConfig(_Strict):
     builtin: str | None = Field(None, description="a built-in generated task (see `peftbench methods`)")
     path: str | None = Field(None, description="local .jsonl/.json/.csv/.parquet file")
     hub: str | None = Field(None, description="hub dataset id")
-    hub_config: str | None = None
-    train_split: str = "train"
+    hub_config: str | None = Field(None, description="hub dataset configuration (subset) name")
+    train_split: str = Field("train", description="hub split the training rows come from")
     eval_split: str | None = Field(None, description="default: hold out eval_examples from the training split")
     train_examples: PositiveInt | None = Field(None, description="cap on training examples (default: all)")
-    eval_examples: PositiveInt = 200
+    eval_examples: PositiveInt = Field(200, description="evaluation rows (held out of train without eval_split)")
     seed: NonNegativeInt = Field(0, description="shuffling and built-in generation seed")
     text_column: str = Field("text", description="classification: input text column")
     label_column: str = Field("label", description="classification: integer label column")
@@ -83,17 +83,19 @@ class DatasetConfig(_Strict):
 
 class TrainingConfig(_Strict):
     steps: PositiveInt | None = Field(None, description="optimizer steps (give steps or epochs)")
-    epochs: PositiveFloat | None = None
-    batch_size: PositiveInt = 8
+    epochs: PositiveFloat | None = Field(None, description="passes over the training rows (give steps or epochs)")
+    batch_size: PositiveInt = Field(8, description="sequences per optimizer step")
     max_length: PositiveInt = Field(128, description="tokens per example; every batch is padded to it")
     learning_rate: PositiveFloat | None = Field(None, description="for every method; default: each method's own")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     warmup_steps: NonNegativeInt = Field(0, description="linear learning-rate warm-up")
-    max_grad_norm: PositiveFloat | None = 1.0
-    precision: Precision = "fp32"
-    gradient_checkpointing: bool = False
-    seed: NonNegativeInt = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_grad_norm: PositiveFloat | None = Field(1.0, description="gradient clipping norm; null: none")
+    precision: Precision = Field("fp32", description="fp32; bf16 weights and activations; bf16-mixed / fp16-mixed: "
+                                                     "fp32 weights under autocast (fp16-mixed: CUDA only)")
+    gradient_checkpointing: bool = Field(False, description="recompute each block in backward (non-reentrant); a "
+                                                            "method entry may override it")
+    seed: NonNegativeInt = Field(0, description="data order, adapter initialisation, dropout")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when there is one")
     warmup_timing_steps: NonNegativeInt = Field(1, description="first steps left out of train_s")
     memory_profile_steps: PositiveInt = Field(
         3, description="CPU: steps inside the torch.profiler memory window (shapes are fixed, so later steps repeat)"
@@ -107,17 +109,17 @@ class TrainingConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    batch_size: PositiveInt = 32
+    batch_size: PositiveInt = Field(32, description="evaluation rows per forward pass (and per generate call)")
     max_new_tokens: PositiveInt = Field(16, description="causal_lm: greedy generation length for exact match")
 
 
 class LatencyConfig(_Strict):
-    batch_size: PositiveInt = 1
+    batch_size: PositiveInt = Field(1, description="sequences in the timed forward pass")
     seq_len: PositiveInt = Field(64, description="input tokens of the timed forward pass")
-    warmup: NonNegativeInt = 3
-    repeats: PositiveInt = 20
+    warmup: NonNegativeInt = Field(3, description="untimed passes before the timed ones")
+    repeats: PositiveInt = Field(20, description="timed passes (p50 and p90 are over these)")
     gen_new_tokens: PositiveInt = Field(16, description="causal_lm: tokens generated for gen_ms_per_token")
-    gen_repeats: PositiveInt = 3
+    gen_repeats: PositiveInt = Field(3, description="timed generations (after one untimed)")
 
 
 class RunnerConfig(_Strict):

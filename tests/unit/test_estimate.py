@@ -1,7 +1,7 @@
 """The analytic memory model (peftbench/estimate.py) on hand-computed cases and its structural properties. No torch.
 
 The toy architecture below is small enough to add up by hand; each expected number is derived in the comments
-from the formulas of shared/research/memory-model.md as estimate.py applies them, so a change to a formula has
+from the formulas of docs/memory-model.md as estimate.py applies them, so a change to a formula has
 to change its derivation here too.
 """
 
