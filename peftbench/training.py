@@ -64,7 +64,7 @@ def train(model: Any, ctx: RunContext, t: TrainingConfig, train_enc: dict, lr: f
                 method.after_optimizer_step(model, step)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step == profiled:
             mem.stop()  # CPU: close the profiler window; training goes on unprofiled
         if step == untimed:

@@ -20,22 +20,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .models import quiet_libraries
+import torch
+
+from . import data as data_mod
+from . import methods as registry
+from . import models
+from .context import RunContext, device_name, make_context
+from .evaluation import evaluate, latency_batch, measure_merged, one_line, time_inference
+from .measure import MIB, PeakMemory, count_parameters, peak_rss_mib
 from .protocol import WorkerSpec, progress_line
-
-quiet_libraries()  # before torch, transformers and peft are imported
-
-import torch  # noqa: E402
-
-from . import data as data_mod  # noqa: E402
-from . import methods as registry  # noqa: E402
-from . import models  # noqa: E402
-from .context import RunContext, device_name, make_context  # noqa: E402
-from .evaluation import evaluate, latency_batch, measure_merged, one_line, time_inference  # noqa: E402
-from .measure import MIB, PeakMemory, count_parameters, peak_rss_mib  # noqa: E402
-from .results import RunRecord, atomic_write_json  # noqa: E402
-from .suite import Suite  # noqa: E402
-from .training import train  # noqa: E402
+from .results import RunRecord, atomic_write_json
+from .suite import Suite
+from .training import train
 
 _run_name = ""
 
@@ -77,6 +73,7 @@ def new_record(spec: WorkerSpec) -> RunRecord:
 
 def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
     """Fill `record` in place (so a failure part-way keeps what was measured) and return it."""
+    models.quiet_libraries()  # before transformers, peft and bitsandbytes are first imported (in what run calls)
     started = time.perf_counter()
     suite = spec.suite
     method = registry.get(spec.run.method)
