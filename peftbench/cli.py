@@ -95,7 +95,10 @@ def list_methods() -> None:
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Where the new <suite>-<timestamp> directory is made.")
 def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
-    """Run every method of SUITE_FILE, one worker process each, and print the results table."""
+    """Run every method of SUITE_FILE, one worker process each, and print the results table.
+
+    Exit code 0 when every run is ok, 1 when any run failed, ran out of memory or timed out (its record says why;
+    `--resume` runs it again), 2 for bad input, before anything runs."""
     from .environment import manifest_lock_note
     from .report import print_records
     from .results import export_csv
@@ -104,15 +107,54 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
 
     loaded = load_suite(suite_file)
     preflight(loaded)
+    if resume is None:
+        _check_writable_dir(results_dir, "--results-dir")
     with _progress() as progress:
         store = run_suite(loaded, results_dir, resume, progress)
     records = store.records()
     export_csv(records, store.root / "results.csv")
     print_records(records, out, title=f"{loaded.suite.name}: {store.root}",
-                  lock_note=manifest_lock_note(store.manifest()))
+                  lock_note=manifest_lock_note(store.manifest()), unreadable=store.unreadable_note(),
+                  logs=store.logs_dir)
     ok = sum(r.status == "ok" for r in records)
-    out.print(f"{ok}/{len(records)} runs ok. Records: {store.root}/runs/  CSV: {store.root}/results.csv",
-              highlight=False)
+    where = f"records {store.root}/runs/, CSV {store.root}/results.csv, worker logs {store.root}/logs/"
+    if (store.root / "adapters").is_dir():
+        where += f", adapters {store.root}/adapters/"
+    out.print(f"{ok}/{len(records)} runs ok: {where}", highlight=False)
+    if ok < len(records):
+        out.print(f"to run the {len(records) - ok} that are not ok again: peftbench run {suite_file} --resume "
+                  f"{store.root}", highlight=False)
+        sys.exit(1)
+
+
+def _check_writable_dir(path: Path, option: str) -> None:
+    """One line if `path` cannot be made or written in (checked before anything runs)."""
+    import os
+
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise PeftbenchError(f"{option} {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PeftbenchError(f"{option} {path}: cannot write in {existing} (permission denied)")
+
+
+def _check_output(path: Path, option: str, results: Path, force: bool) -> None:
+    """An export target: never one of the results folder's own files; an existing file only with --force; its
+    folder must exist."""
+    from .results import ResultStore
+
+    target = path.resolve()
+    inside = target.relative_to(results.resolve()).parts if target.is_relative_to(results.resolve()) else ()
+    if inside and inside[0] in ResultStore.OWN:
+        raise PeftbenchError(f"{option} {path}: that is the results folder's own file; choose another path")
+    if not target.parent.is_dir():
+        raise PeftbenchError(f"{option} {path}: folder {path.parent} does not exist")
+    if target.is_dir():
+        raise PeftbenchError(f"{option} {path}: is a directory")
+    if target.exists() and not force:
+        raise PeftbenchError(f"{option} {path} exists; add --force to overwrite it")
 
 
 @main.command()
@@ -121,7 +163,8 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
               help="Also write a CSV, a row per run.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the records as JSON.")
-def report(results: Path, csv_path: Path | None, json_path: Path | None) -> None:
+@click.option("--force", is_flag=True, help="Overwrite an existing --csv or --json file.")
+def report(results: Path, csv_path: Path | None, json_path: Path | None, force: bool) -> None:
     """Show the results table of a run directory again, and export it."""
     from .environment import manifest_lock_note
     from .report import print_records
@@ -130,11 +173,17 @@ def report(results: Path, csv_path: Path | None, json_path: Path | None) -> None
     store = ResultStore(results)
     if not store.runs_dir.is_dir():
         raise PeftbenchError(f"{results}: no runs/ directory (not a peftbench results directory)")
+    for path, option in ((csv_path, "--csv"), (json_path, "--json")):
+        if path is not None:
+            _check_output(path, option, results, force)
     records = store.records()
     if not records:
-        raise PeftbenchError(f"{results}: no finished runs yet")
-    note = manifest_lock_note(store.manifest()) if store.manifest_path.is_file() else None
-    print_records(records, out, title=str(results), lock_note=note)
+        why = f" ({store.unreadable_note()})" if store.unreadable else ""
+        raise PeftbenchError(f"{results}: no finished runs yet{why}")
+    manifest = store.manifest_or_none()
+    note = manifest_lock_note(manifest) if manifest is not None else None
+    print_records(records, out, title=str(results), lock_note=note, unreadable=store.unreadable_note(),
+                  logs=store.logs_dir)
     if csv_path:
         export_csv(records, csv_path)
         out.print(f"wrote {csv_path} ({len(records)} rows)", highlight=False)
@@ -396,7 +445,8 @@ class _progress:
                             disable=not self.live)
         self.bar.__enter__()
         self.task = None
-        return Hooks(run_started=self.started, event=self.event, run_finished=self.finished, run_kept=self.kept)
+        return Hooks(run_started=self.started, event=self.event, run_finished=self.finished, run_kept=self.kept,
+                     run_retried=self.retried)
 
     def __exit__(self, *exc):
         self.bar.__exit__(*exc)
@@ -428,3 +478,6 @@ class _progress:
 
     def kept(self, record):
         err.print(f"{record.run}: kept from the earlier run ({record.status})", highlight=False)
+
+    def retried(self, record):
+        err.print(f"{record.run}: run again (the earlier run was {record.status}: {record.error})", highlight=False)

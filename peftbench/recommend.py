@@ -334,10 +334,8 @@ def load_measured(results: Path, task: str):
     records = [r for r in store.records() if r.status == "ok" and _metric(r) is not None]
     if not records:
         raise PeftbenchError(f"--results {results}: no finished run with an evaluation score")
-    try:
-        model = store.manifest()["resolved_suite"]["model"]
-    except (OSError, KeyError, ValueError):
-        model = {}
+    manifest = store.manifest_or_none() or {}
+    model = (manifest.get("resolved_suite") or {}).get("model") or {}
     if model.get("task") and model["task"] != task:
         raise PeftbenchError(f"--results {results} was measured on task {model['task']}, but --task asks for {task}")
     return records, model.get("name")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.table import Table
 
@@ -89,19 +91,23 @@ def records_table(records: list[RunRecord], title: str = "") -> Table:
 
 
 def print_records(records: list[RunRecord], console: Console | None = None, title: str = "",
-                  lock_note: str | None = None) -> None:
-    """The table, every failed run's error, what peak memory counts, and `lock_note` (environment.lock_note)."""
+                  lock_note: str | None = None, unreadable: str | None = None, logs: Path | None = None) -> None:
+    """The table, every failed run's error, what peak memory counts, `lock_note` (environment.lock_note) and the
+    files of the folder that could not be read."""
     console = console or Console()
     console.print(records_table(records, title))
     for r in records:
         if r.status != "ok" and r.error:
-            console.print(f"[bold]{r.run}[/]: {r.status}: {r.error}", highlight=False)
+            log = f" (log: {logs / (r.run + '.log')})" if logs is not None and (logs / f"{r.run}.log").is_file() else ""
+            console.print(f"[bold]{r.run}[/]: {r.status}: {r.error}{log}", highlight=False)
     if records:
         kinds = sorted({r.peak_mem_kind for r in records if r.peak_mem_kind})
         if kinds:
             console.print(f"peak tensor memory: {'; '.join(kinds)}. peak RSS: whole worker process.", style="dim")
     if lock_note:
         console.print(f"note: {lock_note}", style="yellow", highlight=False)
+    if unreadable:
+        console.print(f"note: {unreadable}", style="yellow", highlight=False)
 
 
 def print_estimate(est, title: str, console: Console) -> None:

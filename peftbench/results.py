@@ -107,10 +107,13 @@ def atomic_write_json(path: Path, data: Any) -> None:
 class ResultStore:
     """A results directory: manifest + one JSON record per run."""
 
+    OWN = ("manifest.json", "results.csv", "runs", "logs", "specs", "adapters")  # what a run writes in its folder
+
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
         self.logs_dir = self.root / "logs"
+        self.unreadable: list[str] = []  # files `records` or `manifest` could not read, relative to the root
 
     @property
     def manifest_path(self) -> Path:
@@ -122,7 +125,30 @@ class ResultStore:
         atomic_write_json(self.manifest_path, manifest)
 
     def manifest(self) -> dict[str, Any]:
-        return json.loads(self.manifest_path.read_text())
+        """The manifest, or a PeftbenchError naming it when it is missing, truncated or not a JSON object."""
+        from .errors import PeftbenchError
+
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            raise PeftbenchError(f"{self.manifest_path}: not found (not a peftbench results directory)") from None
+        except (OSError, ValueError) as err:
+            raise PeftbenchError(f"{self.manifest_path}: unreadable ({_first_line(err)}); a truncated write?") from None
+        if not isinstance(data, dict):
+            raise PeftbenchError(f"{self.manifest_path}: not a manifest (a JSON object)")
+        return data
+
+    def manifest_or_none(self) -> dict[str, Any] | None:
+        """The manifest, or None when there is none or it cannot be read (then named in `unreadable`)."""
+        from .errors import PeftbenchError
+
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            return self.manifest()
+        except PeftbenchError:
+            self.unreadable.append("manifest.json")
+            return None
 
     def record_path(self, run_name: str) -> Path:
         return self.runs_dir / f"{run_name}.json"
@@ -133,15 +159,37 @@ class ResultStore:
     def has(self, run_name: str) -> bool:
         return self.record_path(run_name).is_file()
 
-    def read(self, run_name: str) -> RunRecord:
-        return RunRecord.from_dict(json.loads(self.record_path(run_name).read_text()))
+    def read(self, run_name: str) -> RunRecord | None:
+        """The run's record, or None when its file is truncated or is not a record (then named in `unreadable`)."""
+        path = self.record_path(run_name)
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict) or "status" not in data:
+                raise ValueError("not a run record")
+            return RunRecord.from_dict(data)
+        except (OSError, ValueError, TypeError):
+            self.unreadable.append(str(path.relative_to(self.root)))
+            return None
 
     def records(self) -> list[RunRecord]:
-        """Records in the suite's run order (from the manifest), then any others by name."""
-        order = [r["name"] for r in self.manifest().get("runs", [])] if self.manifest_path.is_file() else []
+        """The readable records, in the suite's run order (from the manifest), then any others by name. A broken
+        file hides nothing else: it is left out and named in `unreadable`."""
+        manifest = self.manifest_or_none() or {}
+        runs = manifest.get("runs", [])
+        order = [r["name"] for r in runs if isinstance(r, dict) and "name" in r] if isinstance(runs, list) else []
         names = sorted(p.stem for p in self.runs_dir.glob("*.json"))
         ordered = [n for n in order if n in names] + [n for n in names if n not in order]
-        return [self.read(n) for n in ordered]
+        return [r for r in (self.read(n) for n in ordered) if r is not None]
+
+    def unreadable_note(self) -> str | None:
+        if not self.unreadable:
+            return None
+        files = ", ".join(dict.fromkeys(self.unreadable))
+        return f"left out, unreadable (truncated or not a record): {files}"
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def to_frame(records: list[RunRecord]):

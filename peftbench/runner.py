@@ -118,6 +118,7 @@ class Progress:
     event: Callable[[RunPlan, dict], None] = lambda plan, event: None
     run_finished: Callable[[RunRecord], None] = lambda record: None
     run_kept: Callable[[RunRecord], None] = lambda record: None
+    run_retried: Callable[[RunRecord], None] = lambda record: None
 
 
 def _die_with_parent() -> None:
@@ -200,8 +201,8 @@ def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: f
         why = f"worker killed by {name}{oom}"
     else:
         why = f"worker exited with code {code}"
-    if store.has(plan.name):
-        record = store.read(plan.name)
+    record = store.read(plan.name) if store.has(plan.name) else None
+    if record is not None:
         if code != 0:  # it wrote its result, then crashed (e.g. in native teardown): keep the result, say so
             record.error = "; ".join(filter(None, [record.error, f"{why} after writing its result"]))
             store.write(record)
@@ -235,7 +236,7 @@ def open_store(loaded: LoadedSuite, results_base: Path, resume: Path | None) -> 
     store = ResultStore(resume)
     if not store.manifest_path.is_file():
         raise PeftbenchError(f"--resume {resume}: no manifest.json there (not a peftbench results directory)")
-    manifest = store.manifest()
+    manifest = store.manifest()  # a truncated one is one line: without it the suite it ran is unknown
     if manifest.get("suite_sha256") != loaded.sha256:
         raise PeftbenchError(f"--resume {resume}: it holds results of a different suite file (sha256 differs)")
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -246,16 +247,20 @@ def open_store(loaded: LoadedSuite, results_base: Path, resume: Path | None) -> 
 
 def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume: Path | None = None,
               progress: Progress | None = None) -> ResultStore:
-    """Run every method run of the suite that has no record yet; return the store holding all records."""
+    """Run every method run of the suite that has no ok record yet (a resumed folder's failed, oom and timed-out
+    runs are run again, and so are runs whose record is unreadable); return the store holding all records."""
     progress = progress or Progress()
     store = open_store(loaded, results_base, resume)
     suite = loaded.suite
     env = worker_env(suite.runner.stable_rss)
     suite_dir = str(Path(loaded.path).resolve().parent)
     for i, plan in enumerate(loaded.runs, 1):
-        if store.has(plan.name):
-            progress.run_kept(store.read(plan.name))
+        earlier = store.read(plan.name) if store.has(plan.name) else None
+        if earlier is not None and earlier.status == "ok":
+            progress.run_kept(earlier)
             continue
+        if earlier is not None:
+            progress.run_retried(earlier)
         progress.run_started(plan, i, len(loaded.runs))
         adapter_dir = str(store.root / "adapters" / plan.name) if suite.runner.save_adapters else None
         spec = WorkerSpec(suite=suite, run=plan, suite_dir=suite_dir, adapter_dir=adapter_dir)

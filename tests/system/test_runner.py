@@ -92,3 +92,23 @@ def test_killing_the_cli_mid_suite_then_resuming_keeps_finished_runs(tmp_path, t
     assert all(json.loads((run_dir / "runs" / f"{n}.json").read_text())["status"] == "ok" for n in names)
     assert len(json.loads((run_dir / "manifest.json").read_text())["resumed_at"]) == 1
     assert (run_dir / "results.csv").read_text().count("\n") == 4  # header + three runs
+
+
+def test_run_exits_1_when_a_run_fails_and_resume_runs_only_that_one_again(tmp_path, tiny_causal, monkeypatch):
+    from ..conftest import invoke
+
+    monkeypatch.setenv("PEFTBENCH_FAULT", "lora-r4:train")  # that worker dies once training starts
+    suite_path = suite_with(tmp_path, tiny_causal, [{"method": "lora", "ranks": [4]}, {"method": "ia3"}])
+    result = invoke("run", suite_path, "--results-dir", tmp_path / "results")
+    assert result.exit_code == 1, result.output
+    assert "1/2 runs ok" in result.stdout and "--resume" in result.stdout and "logs/lora-r4.log" in result.stdout
+    (run_dir,) = (tmp_path / "results").iterdir()
+    kept = (run_dir / "runs" / "ia3.json").read_bytes()
+
+    monkeypatch.delenv("PEFTBENCH_FAULT")  # the cause is fixed
+    result = invoke("run", suite_path, "--resume", run_dir)
+    assert result.exit_code == 0, result.output
+    assert "lora-r4: run again (the earlier run was failed" in result.stderr
+    assert "ia3: kept from the earlier run" in result.stderr
+    assert (run_dir / "runs" / "ia3.json").read_bytes() == kept
+    assert json.loads((run_dir / "runs" / "lora-r4.json").read_text())["status"] == "ok"

@@ -134,3 +134,66 @@ def test_run_stops_when_a_cpu_run_cannot_fit_in_memory(tmp_path, tiny_cls, monke
     assert_user_error(invoke("run", write_suite(tmp_path, tiny_cls), "--results-dir", results),
                       "run lora-r4 is predicted to hold", "GiB of memory available")
     assert not results.exists()  # stopped before the results directory was made
+
+
+# ---- results folders as people find them, and writing next to them -----------------------------------------------
+
+
+def _folder(tmp_path):
+    store = ResultStore(tmp_path / "run")
+    store.create({"suite_sha256": "x", "runs": [{"name": "lora-r8"}, {"name": "ia3"}, {"name": "full"}]})
+    store.write(RunRecord(run="lora-r8", method="lora", status="ok", eval_accuracy=0.9))
+    store.write(RunRecord(run="full", method="full", status="ok", eval_accuracy=0.95))
+    text = json.dumps({"run": "ia3", "method": "ia3", "status": "ok", "eval_accuracy": 0.8})
+    (store.runs_dir / "ia3.json").write_text(text[: len(text) // 2])  # a write cut short
+    return store
+
+
+def test_a_truncated_record_hides_nothing_else(tmp_path):
+    store = _folder(tmp_path)
+    result = invoke("report", store.root)
+    assert result.exit_code == 0, result.output
+    assert "lora-r8" in result.stdout and "full" in result.stdout
+    assert "unreadable" in result.stdout and "runs/ia3.json" in result.stdout
+
+
+def test_a_truncated_manifest_still_reports_and_cannot_be_resumed(tmp_path, tiny_cls):
+    store = _folder(tmp_path)
+    store.manifest_path.write_text('{"suite_sha256": "x", "ru')
+    result = invoke("report", store.root)
+    assert result.exit_code == 0 and "manifest.json" in result.stdout and "lora-r8" in result.stdout
+    assert_user_error(invoke("run", write_suite(tmp_path, tiny_cls), "--resume", store.root),
+                      "manifest.json", "unreadable")
+
+
+def test_recommend_reads_the_good_records_of_a_broken_folder(tmp_path):
+    store = _folder(tmp_path)
+    result = invoke("recommend", "--gpu-gb", "24", "--examples", "500", "--model", "llama-2-7b",
+                    "--results", store.root, "--task", "classification")
+    assert result.exit_code == 0, result.output
+
+
+def test_report_never_writes_over_the_folders_own_files(tmp_path):
+    store = _folder(tmp_path)
+    manifest = store.manifest_path.read_bytes()
+    for target in (store.manifest_path, store.runs_dir / "full.json", store.root / "results.csv"):
+        assert_user_error(invoke("report", store.root, "--csv", target), "results folder's own file")
+    assert store.manifest_path.read_bytes() == manifest
+
+
+def test_report_overwrites_an_existing_file_only_with_force(tmp_path):
+    store = _folder(tmp_path)
+    out = tmp_path / "report.csv"
+    out.write_text("mine")
+    assert_user_error(invoke("report", store.root, "--csv", out), "exists", "--force")
+    assert out.read_text() == "mine"
+    assert invoke("report", store.root, "--csv", out, "--force").exit_code == 0
+    assert out.read_text().startswith("run,method")
+    assert_user_error(invoke("report", store.root, "--json", tmp_path / "no" / "such" / "r.json"),
+                      "does not exist")
+
+
+def test_run_stops_when_the_results_dir_cannot_be_made(tmp_path, tiny_cls):
+    (tmp_path / "afile").write_text("x")
+    assert_user_error(invoke("run", write_suite(tmp_path, tiny_cls), "--results-dir", tmp_path / "afile" / "r"),
+                      "is a file")
