@@ -78,14 +78,24 @@ class Arch:
         return self.heads * self.head_dim
 
     def targets(self, names: list[str] | str | None, defaults: tuple[str, ...]) -> list[Linear]:
-        """The linears a peft `target_modules` value selects: block linears (once per block) and heads."""
+        """The linears a peft `target_modules` value selects: block linears (once per block) and heads. Names that
+        select nothing are a user error (peft would refuse them once the model is loaded)."""
         if names == "all-linear":
             return [*self.block, *(m for m in self.heads_out if m.path != self.output_layer)]
         chosen = list(defaults) if names is None else list(names)
-        return [m for m in (*self.block, *self.heads_out) if any(m.matches(t) for t in chosen)]
+        found = [m for m in (*self.block, *self.heads_out) if any(m.matches(t) for t in chosen)]
+        if names is not None and not found:
+            known = ", ".join(dict.fromkeys(m.path.rsplit(".", 1)[-1] for m in (*self.block, *self.heads_out)))
+            raise NoMatchingTargets(f"target_modules {', '.join(chosen)} match no linear layer of this "
+                                    f"{self.model_type} model (its linear layers: {known}, or all-linear)")
+        return found
 
     def in_block(self, m: Linear) -> bool:
         return m in self.block
+
+
+class NoMatchingTargets(PeftbenchError):
+    """target_modules that select no layer of the architecture."""
 
 
 # peft's default targets (TRANSFORMERS_MODELS_TO_{LORA,IA3}_TARGET_MODULES_MAPPING, peft 0.21), copied because
@@ -196,3 +206,4 @@ class Footprint:
     transient_fp32: int = 0  # elements of the largest fp32 temporary the method makes in a step (DoRA's norms)
     saved_per_block: int = 0  # elements per block saved for backward in the adapter dtype (LoHa/LoKr's full update)
     extra_state: int = 0  # fp32 elements of state the method keeps across steps (AdaLoRA's importance scores)
+    notes: tuple[str, ...] = ()  # what the user should know about these settings on this architecture

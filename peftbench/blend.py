@@ -109,8 +109,9 @@ def blend(sources: list[Source], weight_sets: list[list[float]], combination: st
         model.load_adapter(s.adapter, adapter_name=s.name)
     evals = {}
     for s in sources:
-        _, eval_rows = data_mod.load_rows(s.suite.dataset, s.suite.model.task, s.suite_dir)
-        evals[s.name] = (s.suite, ctx.task.eval_data(eval_rows, tokenizer, s.suite.training.max_length))
+        rows = data_mod.load_rows(s.suite.dataset, s.suite.model.task, s.suite_dir)
+        max_len = s.suite.training.max_length
+        evals[s.name] = (s.suite, ctx.task.eval_data(ctx.task.fit(rows.eval, tokenizer, max_len), tokenizer, max_len))
     rows = []
     for i, ws in enumerate(weight_sets):
         blend_name = f"blend{i}"

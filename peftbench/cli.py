@@ -45,12 +45,16 @@ def main() -> None:
 @main.command()
 @click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
 def validate(suite_file: Path) -> None:
-    """Check a suite file without loading any model or data."""
+    """Check a suite file, its model, its data and its runs, without loading any weights."""
+    from .runner import check_suite
     from .suite import load_suite
 
     loaded = load_suite(suite_file)
+    notes = check_suite(loaded, hub_data=False)
     names = ", ".join(r.name for r in loaded.runs)
     out.print(f"{suite_file}: ok: {len(loaded.runs)} runs: {names}", highlight=False)
+    for note in notes:
+        out.print(f"note: {note}", style="yellow", highlight=False)
 
 
 @main.command("methods")
@@ -106,7 +110,8 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
     from .suite import load_suite
 
     loaded = load_suite(suite_file)
-    preflight(loaded)
+    for note in preflight(loaded):
+        err.print(f"note: {note}", style="yellow", highlight=False)
     if resume is None:
         _check_writable_dir(results_dir, "--results-dir")
     with _progress() as progress:

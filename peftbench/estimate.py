@@ -180,7 +180,7 @@ def layer_activation_bytes(arch: Arch, fp: Footprint, ab: int, s_kv: int, kv_wid
 def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     """The predicted peak of PyTorch's allocator for one training step of `fp` on `arch` under `w`."""
     wb, ab = _bytes(w.storage)
-    notes: list[str] = []
+    notes: list[str] = list(fp.notes)
     seq = w.seq_len + fp.extra_positions
     tokens = w.batch * seq
     total_params = arch.total_params + fp.added
@@ -297,7 +297,7 @@ def estimate_run(suite: dict[str, Any], method: str, settings: dict[str, Any], c
     model = suite["model"]
     if config is None:
         config = catalog.resolve(model["name"], model.get("config_overrides"), model.get("revision")).config
-    arch = arch_from_config(config, model["task"], model.get("num_labels", 2))
+    arch = arch_from_config(config, model["task"], model.get("num_labels") or 2)
     from dataclasses import replace
 
     m = registry.get(method)

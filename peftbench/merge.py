@@ -109,12 +109,14 @@ def merge(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32"
         raise PeftbenchError(f"{out} exists and is not empty: choose a new --out")
     path = base_path(base, config)
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    labels = _num_labels(adapter) if kind.head == "classifier" else 2
+    labels = _num_labels(adapter) if kind.head == "classifier" else None
+    names_file = adapter / "label_names.json"  # written by peftbench run beside a classifier trained on class names
+    names = json.loads(names_file.read_text()) if names_file.is_file() else None
     tokenizer_src = str(adapter) if (adapter / "tokenizer_config.json").is_file() else path
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_src)
 
     def load(where: str):
-        cfg = ModelConfig(name=where, task=kind.name, num_labels=labels)
+        cfg = ModelConfig(name=where, task=kind.name, num_labels=labels, label_names=names)
         return models.load_model(cfg, where, tokenizer, torch_dtype, torch.device("cpu"), {})
 
     model = PeftModel.from_pretrained(load(path), str(adapter))

@@ -87,7 +87,20 @@ def builtin_config(name: str, overrides: dict[str, Any] | None = None) -> dict[s
     return {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": minilm["vocab_size"], **fields}
 
 
-def check_available(cfg: ModelConfig) -> str:
+def local_dir(name: str, suite_dir: Path | None = None) -> Path | None:
+    """A model directory `name` names: an absolute path, or a relative one found from the current directory, else
+    from the suite file's folder (as dataset paths are); None when there is none."""
+    path = Path(name).expanduser()
+    candidates = [path] if path.is_absolute() else [path, *([suite_dir / path] if suite_dir is not None else [])]
+    return next((p for p in candidates if p.is_dir()), None)
+
+
+def looks_like_path(name: str) -> bool:
+    """A hub id is `owner/name` (or a bare legacy name): anything else with a separator is meant as a path."""
+    return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
+
+
+def check_available(cfg: ModelConfig, suite_dir: Path | None = None) -> str:
     """Say where the model will come from, or raise a one-line PeftbenchError if it cannot be had."""
     if cfg.name.startswith("builtin:"):
         builtin_config(cfg.name, cfg.config_overrides)  # known, and its package installed
@@ -96,13 +109,14 @@ def check_available(cfg: ModelConfig) -> str:
         return cfg.name
     if cfg.config_overrides:
         raise PeftbenchError("model.config_overrides applies to builtin:tiny-llama only")
-    local = Path(cfg.name).expanduser()
-    if local.is_dir():
+    local = local_dir(cfg.name, suite_dir)
+    if local is not None:
         if not (local / "config.json").is_file():
             raise PeftbenchError(f"model directory {local} has no config.json")
         return str(local)
-    if cfg.name.startswith((".", "/", "~")):
-        raise PeftbenchError(f"model directory not found: {cfg.name}")
+    if looks_like_path(cfg.name):
+        where = "the current directory" + (f" or {suite_dir}" if suite_dir is not None else "")
+        raise PeftbenchError(f"model directory not found: {cfg.name} (looked from {where})")
     hub_config(cfg.name, cfg.revision)
     return cfg.name
 
@@ -149,19 +163,19 @@ def tiny_llama_path(overrides: dict[str, Any]) -> str:
     return str(target)
 
 
-def resolve_path(name: str, overrides: dict[str, Any] | None = None) -> str:
+def resolve_path(name: str, overrides: dict[str, Any] | None = None, suite_dir: Path | None = None) -> str:
     """Where a model's files are: a built-in's directory (the tiny Llama is built on first use), a local
-    directory, or else the name itself (a hub id, for from_pretrained)."""
+    directory (`local_dir`), or else the name itself (a hub id, for from_pretrained)."""
     if name == "builtin:minilm":
         return minilm_path()
     if name == "builtin:tiny-llama":
         return tiny_llama_path(overrides or {})
-    local = Path(name).expanduser()
-    return str(local) if local.is_dir() else name
+    local = local_dir(name, suite_dir)
+    return str(local) if local is not None else name
 
 
-def model_path(cfg: ModelConfig) -> str:
-    return resolve_path(cfg.name, cfg.config_overrides)
+def model_path(cfg: ModelConfig, suite_dir: Path | None = None) -> str:
+    return resolve_path(cfg.name, cfg.config_overrides, suite_dir)
 
 
 def load_tokenizer(cfg: ModelConfig, path: str):

@@ -69,7 +69,7 @@ def plan_suite(loaded, gpu_gb: float | None, exact: bool = True) -> list[PlanRow
             from .exact import exact_counts
 
             trainable, total = exact_counts(spec.config, model["task"], run.method, run.settings,
-                                            model.get("num_labels", 2))
+                                            model.get("num_labels") or 2)
             how = "meta-device peft"
         need = est.peak_gib + est.cuda_context_bytes / GIB
         rows.append(PlanRow(run.name, run.method, trainable, total, how, est.peak_gib, est.cuda_context_bytes / GIB,

@@ -32,6 +32,11 @@ class RunRecord:
     trainable_params: int | None = None
     total_params: int | None = None
     trainable_pct: float | None = None
+    # data: the rows the run used, and what was decided about them (docs/columns.md)
+    train_rows: int | None = None
+    eval_rows: int | None = None
+    rows_dropped: int | None = None  # rows left out because they do not fit in training.max_length
+    data_note: str = ""
     # memory over model load + training
     peak_mem_mib: float | None = None
     peak_mem_kind: str = ""

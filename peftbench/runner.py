@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import methods as registry
-from .data import check_source
+from .data import check_source, load_rows
 from .environment import provenance
 from .errors import PeftbenchError
 from .methods.base import RunPlan
@@ -57,8 +57,9 @@ def cuda_reasons(loaded: LoadedSuite) -> list[str]:
     return reasons
 
 
-def preflight(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None) -> None:
-    """Stop with one clear line before anything expensive if the suite cannot run here."""
+def preflight(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None) -> list[str]:
+    """Stop with one clear line before anything expensive if the suite cannot run here; else the notes the user
+    should read before it runs (check_suite)."""
     suite = loaded.suite
     needs = cuda_reasons(loaded)
     if needs:
@@ -66,32 +67,70 @@ def preflight(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None)
             raise PeftbenchError(f"{loaded.path}: {needs[0]}, but training.device is cpu")
         if not (check_cuda or cuda_available)():
             raise PeftbenchError(f"{loaded.path} needs a CUDA GPU ({needs[0]}) and this machine has none")
-    check_available(suite.model)
-    check_source(suite.dataset, suite.model.task, Path(loaded.path).parent)
-    if suite.training.device == "cpu":
-        check_cpu_memory(loaded)
+    return check_suite(loaded, hub_data=True)
 
 
-def check_cpu_memory(loaded: LoadedSuite) -> None:
-    """On a CPU the tensors live in the machine's memory: stop before any worker starts if a run's predicted peak
-    of live tensors alone (the memory model, as `peftbench plan` shows it) exceeds the memory available now
-    (psutil's `available`: free plus reclaimable cache). The worker also holds the interpreter and the libraries,
-    several hundred MiB more, so passing this check does not promise the run fits."""
-    import psutil
+def check_suite(loaded: LoadedSuite, hub_data: bool) -> list[str]:
+    """Everything that can be known without loading weights, as one line on the first problem: the model can be
+    had, the data source exists and its rows are sound (classification: the classes, resolved into the suite),
+    every run's target modules select layers of the model, and on a CPU every run's predicted tensors fit in the
+    memory available. Returns the notes (decisions about the data, settings worth a second look). A hub dataset's
+    rows are read only with `hub_data` (`validate` downloads nothing)."""
+    suite = loaded.suite
+    suite_dir = Path(loaded.path).resolve().parent
+    notes: list[str] = []
+    check_available(suite.model, suite_dir)
+    check_source(suite.dataset, suite.model.task, suite_dir)
+    if suite.dataset.hub and not hub_data:
+        notes.append(f"dataset {suite.dataset.hub}: its rows are checked by peftbench run (validate downloads nothing)")
+    else:
+        rows = load_rows(suite.dataset, suite.model.task, suite_dir, suite.model.num_labels, suite.model.label_names)
+        suite.model.num_labels, suite.model.label_names = rows.num_labels, rows.label_names
+        notes += rows.notes
+    notes += check_runs(loaded, suite_dir)
+    return notes
 
+
+def check_runs(loaded: LoadedSuite, suite_dir: Path) -> list[str]:
+    """Each run on the model's architecture, from the memory model: target modules that select nothing are an
+    error naming the run; on a CPU, a run whose predicted tensors alone exceed the memory available now (psutil's
+    `available`: free plus reclaimable cache) stops the suite; rank warnings come back as notes. A model whose
+    architecture the memory model does not know (or whose config cannot be read without loading it) is noted."""
+    from . import catalog
+    from . import methods as registry
+    from .arch import NoMatchingTargets, arch_from_config
     from .estimate import GIB, estimate_run
 
-    available = psutil.virtual_memory().available
     suite = loaded.resolved()
+    model = suite["model"]
+    try:
+        config = catalog.resolve(model["name"], model.get("config_overrides"), model.get("revision"), suite_dir).config
+        arch = arch_from_config(config, model["task"], model.get("num_labels") or 2)
+    except PeftbenchError as err:
+        return [f"runs not checked against the model's layers: {err}"]
+    available = None
+    if suite["training"]["device"] == "cpu":
+        import psutil
+
+        available = psutil.virtual_memory().available
+    notes = []
     for plan in loaded.runs:
+        method = registry.get(plan.method)
         try:
-            est = estimate_run(suite, plan.method, plan.settings, device="cpu")
-        except PeftbenchError:  # an architecture the memory model does not cover: nothing to check against
-            return
-        if est.peak_bytes > available:
-            raise PeftbenchError(f"{loaded.path}: run {plan.name} is predicted to hold {est.peak_bytes / GIB:,.1f} GiB "
-                                 f"of tensors at its peak (peftbench plan), more than the {available / GIB:,.1f} GiB "
-                                 "of memory available on this machine")
+            footprint = method.footprint(arch, method.Settings.model_validate(plan.settings))
+        except NoMatchingTargets as err:
+            raise PeftbenchError(f"{loaded.path}: run {plan.name}: {err}") from None
+        except PeftbenchError as err:  # a method without a memory model: nothing to check against
+            notes.append(f"run {plan.name}: not checked ({err})")
+            continue
+        notes += [f"run {plan.name}: {note}" for note in footprint.notes]
+        if available is not None:
+            est = estimate_run(suite, plan.method, plan.settings, config=config, device="cpu")
+            if est.peak_bytes > available:
+                raise PeftbenchError(f"{loaded.path}: run {plan.name} is predicted to hold "
+                                     f"{est.peak_bytes / GIB:,.1f} GiB of tensors at its peak (peftbench plan), more "
+                                     f"than the {available / GIB:,.1f} GiB of memory available on this machine")
+    return notes
 
 
 def new_manifest(loaded: LoadedSuite) -> dict[str, Any]:

@@ -39,7 +39,10 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     name: str = Field(description="'builtin:minilm', 'builtin:tiny-llama', a local directory, or a hub id")
     task: str = Field(description="a registered task kind (`peftbench methods` lists them): classification, causal_lm")
-    num_labels: PositiveInt = Field(2, description="classification only")
+    num_labels: PositiveInt | None = Field(None, description="classification: classes of the head; default: from the "
+                                                             "data (the class names, or the largest label + 1)")
+    label_names: list[str] | None = Field(None, description="classification: class names in index order, for text "
+                                                            "labels; default: the data's, sorted")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
     trust_remote_code: bool = Field(False, description="run code shipped with a hub model; off unless set here")
     config_overrides: dict[str, int | float | bool | str] = Field(

@@ -26,6 +26,7 @@ from . import data as data_mod
 from . import methods as registry
 from . import models
 from .context import RunContext, device_name, make_context
+from .errors import PeftbenchError
 from .evaluation import evaluate, latency_batch, measure_merged, one_line, time_inference
 from .measure import MIB, PeakMemory, count_parameters, peak_rss_mib
 from .protocol import WorkerSpec, progress_line
@@ -62,6 +63,22 @@ def predicted_peak_mib(spec: WorkerSpec, ctx: RunContext) -> float | None:
         return None
 
 
+def fitted(ctx: RunContext, rows: data_mod.Rows, tokenizer: Any, max_len: int) -> tuple[list[dict], list[dict]]:
+    """The training and evaluation rows that fit in max_length tokens (the task decides: a causal LM needs room
+    for its target); the ones left out are counted in a note, and a split left empty is one line."""
+    kept = []
+    for split, part in (("training", rows.train), ("evaluation", rows.eval)):
+        fit = ctx.task.fit(part, tokenizer, max_len)
+        if len(fit) < len(part):
+            rows.notes.append(f"{len(part) - len(fit)} of {len(part)} {split} rows left out: their prompt leaves no "
+                              f"room for the target within training.max_length {max_len} tokens")
+        if not fit:
+            raise PeftbenchError(f"no {split} row fits in training.max_length {max_len} tokens: every prompt leaves "
+                                 "no room for its target; raise max_length")
+        kept.append(fit)
+    return kept[0], kept[1]
+
+
 def planned_steps(suite: Suite, n_train: int) -> int:
     t = suite.training
     return t.steps if t.steps is not None else max(1, math.ceil(t.epochs * n_train / t.batch_size))
@@ -85,14 +102,20 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
     set_seed(suite.training.seed)
     emit("phase", phase="data")
     suite_dir = Path(spec.suite_dir) if spec.suite_dir else None
-    train_rows, eval_rows = data_mod.load_rows(suite.dataset, suite.model.task, suite_dir)
-    path = models.model_path(suite.model)
+    rows = data_mod.load_rows(suite.dataset, suite.model.task, suite_dir, suite.model.num_labels,
+                              suite.model.label_names)
+    suite.model.num_labels, suite.model.label_names = rows.num_labels, rows.label_names  # as the runner resolved them
+    path = models.model_path(suite.model, suite_dir)
     tokenizer = models.load_tokenizer(suite.model, path)
     ctx = make_context(suite, path)
     ctx.gradient_checkpointing = method.gradient_checkpointing(settings, suite.training.gradient_checkpointing)
     record.device = device_name(ctx.device)
     record.est_peak_mib = predicted_peak_mib(spec, ctx)
     max_len = suite.training.max_length
+    train_rows, eval_rows = fitted(ctx, rows, tokenizer, max_len)
+    record.train_rows, record.eval_rows = len(train_rows), len(eval_rows)
+    record.rows_dropped = len(rows.train) + len(rows.eval) - len(train_rows) - len(eval_rows)
+    record.data_note = "; ".join(rows.notes)
     train_enc = ctx.task.encode(train_rows, tokenizer, max_len)
     eval_data = ctx.task.eval_data(eval_rows, tokenizer, max_len)
     steps = planned_steps(suite, len(train_rows))
@@ -146,6 +169,8 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
     emit("phase", phase="save")
     with tempfile.TemporaryDirectory() as tmp:
         record.adapter_size_mb, record.adapter_size_kind = method.save(model, Path(spec.adapter_dir or tmp))
+    if spec.adapter_dir and suite.model.label_names:  # the class names travel with the adapter (peftbench merge)
+        atomic_write_json(Path(spec.adapter_dir) / "label_names.json", suite.model.label_names)
 
     emit("phase", phase="merge")
     measure_merged(model, method, ctx, suite, batch, tokenizer, record)

@@ -43,7 +43,8 @@ def _by_hub_id() -> dict[str, str]:
     return {cfg["_peftbench"]["hub_id"].lower(): name for name, cfg in entries().items()}
 
 
-def resolve(name: str, overrides: dict[str, Any] | None = None, revision: str | None = None) -> ModelSpec:
+def resolve(name: str, overrides: dict[str, Any] | None = None, revision: str | None = None,
+            suite_dir: Path | None = None) -> ModelSpec:
     """The config for `name`, or a one-line PeftbenchError (with a 'did you mean' for near-miss catalog names)."""
     catalog = entries()
     key = name.strip()
@@ -57,6 +58,8 @@ def resolve(name: str, overrides: dict[str, Any] | None = None, revision: str | 
 
         return ModelSpec(key, "builtin", builtin_config(key, overrides))
     local = Path(key).expanduser()
+    if not local.is_absolute() and not local.exists() and suite_dir is not None and (suite_dir / local).exists():
+        local = suite_dir / local  # relative to the suite file, as model and dataset paths are
     if local.is_dir():
         local = local / "config.json"
     if local.is_file():

@@ -52,7 +52,17 @@ def lora_footprint(arch, settings: LoraSettings, quantized: bool = False, int8: 
     head = classifier_copy(arch)
     largest = max([r * max(m.d_in, m.d_out) for m in wrapped] + [head], default=0)
     return Footprint(trainable=params + head, added=params + head, quantized=quantized or int8, int8=int8,
-                     saved=tuple(saved), largest_trainable=largest)
+                     saved=tuple(saved), largest_trainable=largest, notes=rank_notes(r, wrapped))
+
+
+def rank_notes(r: int, wrapped) -> tuple[str, ...]:
+    """A rank above a wrapped layer's smaller dimension trains parameters that add no direction."""
+    over = [m for m in wrapped if r > min(m.d_in, m.d_out)]
+    if not over:
+        return ()
+    m = min(over, key=lambda m: min(m.d_in, m.d_out))
+    return (f"rank {r} is above the smaller dimension of {m.path} ({min(m.d_in, m.d_out)}): an update of that "
+            f"layer has at most {min(m.d_in, m.d_out)} independent directions, the rest of the rank only costs memory",)
 
 
 def quantized_lora(model, settings: LoraSettings, ctx):

@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from ..errors import PeftbenchError
+
 if TYPE_CHECKING:  # only for annotations
     from ..context import RunContext
+    from ..data import Rows
     from ..suite import DatasetConfig, ModelConfig
 
 
@@ -40,6 +43,14 @@ class TaskKind:
 
     def from_builtin(self, rows: list[dict[str, Any]], cfg: DatasetConfig) -> list[dict[str, Any]]:
         """Rows of a built-in generated dataset as this task's rows."""
+        return rows
+
+    def finalise(self, rows: Rows, source: str) -> None:
+        """Checks and decisions that need the training and evaluation rows together (classification: the
+        classes), made in place on `rows`; a PeftbenchError names what is wrong."""
+
+    def fit(self, rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> list[dict[str, Any]]:
+        """The rows that can be learnt from within max_length tokens (worker side: it needs the tokenizer)."""
         return rows
 
     def text(self, row: dict[str, Any]) -> str:
@@ -80,3 +91,28 @@ def slices(enc: dict[str, Any], size: int):
     n = len(next(iter(enc.values())))
     for i in range(0, n, size):
         yield {k: v[i : i + size] for k, v in enc.items()}
+
+
+def blank(value: Any) -> bool:
+    """A missing cell: absent, null (CSV and Parquet readers give None for an empty cell) or only whitespace."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def rows_text(numbers: list[int]) -> str:
+    """'row 4' or 'rows 4, 17, 20' (a few, then how many more): rows are counted from 1, as the file holds them."""
+    head = ", ".join(map(str, numbers[:5])) + (f" and {len(numbers) - 5} more" if len(numbers) > 5 else "")
+    return f"row{'s' if len(numbers) > 1 else ''} {head}"
+
+
+def require_values(rows: list[dict[str, Any]], columns: tuple[str, ...], source: str) -> None:
+    """Every row has a value in every column: else one line naming the column, how many rows and which."""
+    present = set().union(*rows)
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise PeftbenchError(f"dataset {source} lacks column(s) {', '.join(map(repr, missing))} "
+                             f"(has {', '.join(sorted(map(str, present)))})")
+    for column in columns:
+        empty = [i for i, r in enumerate(rows, 1) if blank(r.get(column))]
+        if empty:
+            raise PeftbenchError(f"dataset {source}: column {column!r} is empty in {len(empty)} of {len(rows)} rows "
+                                 f"({rows_text(empty)}); fill or remove them")

@@ -8,7 +8,7 @@ from typing import Any
 from .. import metrics
 from ..errors import PeftbenchError
 from . import register
-from .base import EvalData, TaskKind, slices
+from .base import EvalData, TaskKind, require_values, slices
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
@@ -32,7 +32,7 @@ class CausalLM(TaskKind):
     head = "lm"
     generates = True
     metrics = ("perplexity", "exact_match")
-    row_fields = ("prompt", "target")
+    row_fields = ("prompt", "target")  # and `row`: its number in the source file, for messages
 
     def _prompt(self, row: dict[str, Any], cfg, source: str) -> str:
         try:
@@ -41,10 +41,16 @@ class CausalLM(TaskKind):
             raise PeftbenchError(f"dataset {source}: prompt_template refers to {err} which the rows lack") from None
 
     def normalise(self, rows, cfg, source):
-        cols = set(rows[0])
-        if cfg.target_column not in cols:
-            raise PeftbenchError(f"dataset {source} lacks column {cfg.target_column!r} (has {', '.join(sorted(cols))})")
-        return [{"prompt": self._prompt(r, cfg, source), "target": str(r[cfg.target_column])} for r in rows]
+        """Every row needs a target; the prompt's columns may be empty (an instruction without input is common)."""
+        require_values(rows, (cfg.target_column,), source)
+        return [{"prompt": self._prompt(r, cfg, source), "target": str(r[cfg.target_column]), "row": i}
+                for i, r in enumerate(rows, 1)]
+
+    def fit(self, rows, tokenizer, max_length):
+        """Rows whose prompt leaves room for at least one target token within max_length: the others would train
+        on nothing (and a batch of them gives a NaN loss)."""
+        bos = _bos(tokenizer)
+        return [r for r in rows if len(bos + _ids(tokenizer, r["prompt"])) < max_length]
 
     def from_builtin(self, rows, cfg):
         return [{"prompt": cfg.prompt_template.format_map(r), "target": r[cfg.target_column]} for r in rows]

@@ -8,7 +8,17 @@ from typing import Any
 from .. import metrics
 from ..errors import PeftbenchError
 from . import register
-from .base import EvalData, TaskKind, slices
+from .base import EvalData, TaskKind, require_values, rows_text, slices
+
+
+def _where(rows: list[dict[str, Any]]) -> str:
+    numbers = sorted(r["row"] for r in rows if "row" in r)
+    return rows_text(numbers) if numbers else f"{len(rows)} rows"
+
+
+def _name(rows, labels: set[int]) -> str:
+    names = rows.label_names
+    return ", ".join(repr(names[i]) if names and i < len(names) else str(i) for i in sorted(labels))
 
 
 @register
@@ -19,18 +29,72 @@ class Classification(TaskKind):
     head = "classifier"
     generates = False
     metrics = ("accuracy", "f1")
-    row_fields = ("text", "label")
+    row_fields = ("text", "label")  # and `row`: its number in the source file, for messages
 
     def normalise(self, rows, cfg, source):
-        cols = set(rows[0])
-        missing = [c for c in (cfg.text_column, cfg.label_column) if c not in cols]
-        if missing:
-            raise PeftbenchError(f"dataset {source} lacks column(s) {', '.join(missing)} "
-                                 f"(has {', '.join(sorted(cols))})")
-        try:
-            return [{"text": str(r[cfg.text_column]), "label": int(r[cfg.label_column])} for r in rows]
-        except (TypeError, ValueError):
-            raise PeftbenchError(f"dataset {source}: column {cfg.label_column!r} must hold integer labels") from None
+        """Text and label of every row; labels are whole numbers (class indices) or text (class names, mapped to
+        indices in `finalise`), never a mix. Each row keeps its number in the source (`row`) for messages."""
+        require_values(rows, (cfg.text_column, cfg.label_column), source)
+        out, kinds = [], {}
+        for i, r in enumerate(rows, 1):
+            label = r[cfg.label_column]
+            if isinstance(label, bool) or (isinstance(label, float) and label.is_integer()):
+                label = int(label)
+            elif isinstance(label, float):
+                raise PeftbenchError(f"dataset {source}: row {i}, column {cfg.label_column!r}: label {label} is not a "
+                                     "whole number (class labels are 0, 1, ... or class names)")
+            elif isinstance(label, str):
+                label = label.strip()
+            elif not isinstance(label, int):
+                raise PeftbenchError(f"dataset {source}: row {i}, column {cfg.label_column!r}: label {label!r} is "
+                                     "neither a class index nor a class name")
+            kinds.setdefault(type(label), i)
+            out.append({"text": str(r[cfg.text_column]), "label": label, "row": i})
+        if len(kinds) > 1:
+            raise PeftbenchError(f"dataset {source}: column {cfg.label_column!r} mixes class indices (row "
+                                 f"{kinds[int]}) and class names (row {kinds[str]}); use one or the other")
+        return out
+
+    def finalise(self, rows, source):
+        """The classes: text labels map to indices in sorted order (or in `label_names` order when the suite gives
+        them); integer labels must lie in 0 .. num_labels - 1 (num_labels, when the suite does not fix it, is the
+        largest label + 1). The training rows must hold two classes at least."""
+        every = rows.train + rows.eval
+        if every and isinstance(every[0]["label"], str):
+            names = rows.label_names or sorted({r["label"] for r in every})
+            unknown = [r for r in every if r["label"] not in names]
+            if unknown:
+                raise PeftbenchError(f"dataset {source}: label {unknown[0]['label']!r} ({_where(unknown)}) is not one "
+                                     f"of label_names {names}")
+            if rows.num_labels is not None and rows.num_labels != len(names):
+                raise PeftbenchError(f"dataset {source}: {len(names)} classes ({', '.join(names)}) but "
+                                     f"model.num_labels is {rows.num_labels}")
+            index = {name: i for i, name in enumerate(names)}
+            for r in every:
+                r["label"] = index[r["label"]]
+            if not rows.label_names:
+                rows.notes.append(f"{source}: class names mapped to indices in sorted order: "
+                                  + ", ".join(f"{i} = {name!r}" for i, name in enumerate(names)))
+            rows.label_names, rows.num_labels = names, len(names)
+        else:
+            negative = [r for r in every if r["label"] < 0]
+            if negative:
+                raise PeftbenchError(f"dataset {source}: label {negative[0]['label']} ({_where(negative)}) is "
+                                     "negative; class indices start at 0")
+            n = rows.num_labels or (len(rows.label_names) if rows.label_names else None)
+            top = max((r["label"] for r in every), default=0)
+            if n is not None and top >= n:
+                over = [r for r in every if r["label"] >= n]
+                raise PeftbenchError(f"dataset {source}: label {top} ({_where(over)}) is out of range for "
+                                     f"{n} classes (labels 0 to {n - 1}); fix the data or model.num_labels")
+            rows.num_labels = n if n is not None else top + 1
+        trained = {r["label"] for r in rows.train}
+        if len(trained) < 2:
+            raise PeftbenchError(f"dataset {source}: the training rows hold one class only ({_name(rows, trained)}); "
+                                 "a classifier needs at least two")
+        unseen = sorted({r["label"] for r in rows.eval} - trained)
+        if unseen:
+            rows.notes.append(f"{source}: class(es) {_name(rows, set(unseen))} appear in the evaluation rows only")
 
     def text(self, row):
         return row["text"]
@@ -41,7 +105,11 @@ class Classification(TaskKind):
         return AutoModelForSequenceClassification
 
     def model_kwargs(self, cfg):
-        return {"num_labels": cfg.num_labels}
+        kwargs = {"num_labels": cfg.num_labels} if cfg.num_labels else {}
+        if cfg.label_names:  # saved with the model's config: a merged or fully fine-tuned model names its classes
+            kwargs["id2label"] = dict(enumerate(cfg.label_names))
+            kwargs["label2id"] = {name: i for i, name in enumerate(cfg.label_names)}
+        return kwargs
 
     def unquantized_modules(self):
         return ["classifier", "pooler", "score"]

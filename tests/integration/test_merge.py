@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 
 import pytest
 
@@ -75,3 +76,21 @@ def test_merge_errors(adapters, tmp_path):
     (tmp_path / "plain").mkdir()
     assert_user_error(invoke("merge", "--adapter", tmp_path / "plain", "--out", tmp_path / "o2"),
                       "no adapter_config.json")
+
+
+def test_class_names_travel_with_the_adapter_into_the_merged_model(tmp_path):
+    """A classifier trained on text labels saves its class names beside the adapter; the merged model keeps them."""
+    import copy
+
+    from transformers import AutoConfig
+
+    data = tmp_path / "reviews.csv"
+    data.write_text("review,sentiment\n" + "".join(f"a fine film {i},pos\na dull film {i},neg\n" for i in range(12)))
+    base = copy.deepcopy(TINY_CLASSIFICATION)
+    base["dataset"] = {"path": str(data), "text_column": "review", "label_column": "sentiment", "eval_examples": 4}
+    adapter = train(base, "lora", tmp_path / "adapter")
+    assert json.loads((adapter / "label_names.json").read_text()) == ["neg", "pos"]
+    out = tmp_path / "merged"
+    result = invoke("merge", "--adapter", adapter, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert AutoConfig.from_pretrained(out).id2label == {0: "neg", 1: "pos"}

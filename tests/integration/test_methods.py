@@ -124,3 +124,29 @@ def test_peak_memory_is_repeatable_on_cpu():
         worker.run(spec, record)
         peaks.append(record.peak_mem_mib)
     assert peaks[0] == peaks[1]
+
+
+def test_rows_that_leave_no_room_for_the_target_are_left_out_and_counted(tmp_path):
+    """A prompt as long as max_length would train on no target token (a batch of them gives a NaN loss): such rows
+    are left out, counted in the record and said in its data note; when none is left the run says why."""
+    import copy
+    import json
+
+    long_prompt = " ".join(["word"] * 40)  # 40 tokens and more: past max_length 24
+    rows = [{"input": "copy this please", "output": "this"}] * 12 + [{"input": long_prompt, "output": "x"}] * 4
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    base = copy.deepcopy(TINY_CAUSAL)
+    base["dataset"] = {"path": str(data), "eval_examples": 4, "seed": 0}
+    from peftbench import worker
+
+    spec = spec_for(base, "lora")
+    record = worker.run(spec, worker.new_record(spec))
+    assert record.status == "ok" and math.isfinite(record.train_loss_last)
+    assert record.rows_dropped > 0 and record.train_rows + record.eval_rows + record.rows_dropped == 16
+    assert "left out: their prompt leaves no room for the target" in record.data_note
+
+    base["training"]["max_length"] = 3  # nothing fits
+    spec = spec_for(base, "lora")
+    with pytest.raises(Exception, match="no training row fits in training.max_length 3"):
+        worker.run(spec, worker.new_record(spec))

@@ -197,3 +197,71 @@ def test_run_stops_when_the_results_dir_cannot_be_made(tmp_path, tiny_cls):
     (tmp_path / "afile").write_text("x")
     assert_user_error(invoke("run", write_suite(tmp_path, tiny_cls), "--results-dir", tmp_path / "afile" / "r"),
                       "is a file")
+
+
+# ---- validate knows what run knows, before any weights load -----------------------------------------------------
+
+
+def test_validate_catches_what_run_would_reject(tmp_path, tiny_cls, tiny_causal):
+    def check(suite, *fragments):
+        assert_user_error(invoke("validate", write_suite(tmp_path, suite)), *fragments)
+
+    bad = {**tiny_cls, "model": {"name": "builtin:minilmm", "task": "classification"}}
+    check(bad, "unknown built-in model 'builtin:minilmm'")
+    check({**tiny_cls, "model": {"name": "builtin:tiny-llama", "task": "classification"}},
+          "builtin:tiny-llama is a causal_lm model")
+    check({**tiny_cls, "dataset": {"path": str(tmp_path / "none.csv")}}, "dataset file not found")
+    (tmp_path / "d.txt").write_text("x")
+    check({**tiny_cls, "dataset": {"path": str(tmp_path / "d.txt")}}, "unsupported format")
+    check({**tiny_cls, "methods": [{"method": "lora", "target_modules": ["q_proj", "v_proj"]}]},
+          "run lora-r8: target_modules q_proj, v_proj match no linear layer of this bert model", "query")
+    check({**tiny_causal, "methods": [{"method": "ia3", "target_modules": ["query"]}]},
+          "run ia3: target_modules query match no linear layer of this llama model")
+
+
+def test_validate_checks_the_rows_and_says_what_it_decided(tmp_path, tiny_cls):
+    data = tmp_path / "reviews.csv"
+    data.write_text("review,sentiment\n" + "".join(f"good {i},pos\nbad {i},neg\n" for i in range(20)))
+    suite = {**tiny_cls, "dataset": {"path": "reviews.csv", "text_column": "review", "label_column": "sentiment"}}
+    result = invoke("validate", write_suite(tmp_path, suite))  # the data path is relative to the suite's folder
+    assert result.exit_code == 0, result.output
+    assert "0 = 'neg', 1 = 'pos'" in result.stdout and "20 held out for evaluation" in result.stdout
+    data.write_text("review,sentiment\ngood,pos\n,neg\n" + "".join(f"x {i},pos\n" for i in range(5)))
+    assert_user_error(invoke("validate", write_suite(tmp_path, suite)), "column 'review' is empty", "row 2")
+
+
+def test_run_resolves_the_classes_into_the_manifest_before_any_worker(tmp_path, tiny_cls):
+    from peftbench.runner import check_suite
+    from peftbench.suite import load_suite
+
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\n" + "".join(f"t{i},{lab}\n" for i, lab in enumerate(["a", "b", "c"] * 8)))
+    loaded = load_suite(write_suite(tmp_path, {**tiny_cls, "dataset": {"path": str(data), "eval_examples": 3}}))
+    check_suite(loaded, hub_data=True)
+    assert loaded.resolved()["model"]["num_labels"] == 3
+    assert loaded.resolved()["model"]["label_names"] == ["a", "b", "c"]
+
+
+def test_a_rank_above_the_layer_width_is_said(tmp_path, tiny_causal):
+    suite = {**tiny_causal, "methods": [{"method": "lora", "ranks": [64]}]}  # the tiny Llama is 32 wide
+    result = invoke("validate", write_suite(tmp_path, suite))
+    assert result.exit_code == 0 and "rank 64 is above the smaller dimension" in result.stdout
+
+
+def test_model_paths_resolve_like_dataset_paths(tmp_path, tiny_cls):
+    """A relative model directory is looked for from the current directory, then from the suite's folder; one
+    that looks like a path and is nowhere is 'not found', never a hub-cache miss."""
+    import shutil
+
+    from peftbench import models
+
+    local = tmp_path / "models" / "minilm"
+    local.parent.mkdir()
+    shutil.copytree(models.minilm_path(), local)
+    suite = {**tiny_cls, "model": {"name": "models/minilm", "task": "classification"}}
+    result = invoke("validate", write_suite(tmp_path, suite))
+    assert result.exit_code == 0, result.output
+    suite["model"]["name"] = "./models/nothere"
+    assert_user_error(invoke("validate", write_suite(tmp_path, suite)), "model directory not found: ./models/nothere")
+    suite["model"]["name"] = "models/deeper/nothere"
+    assert_user_error(invoke("validate", write_suite(tmp_path, suite)), "model directory not found")
