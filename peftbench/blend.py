@@ -61,10 +61,13 @@ def check(sources: list[Source], weight_sets: list[list[float]]) -> None:
     for ws in weight_sets:
         if len(ws) != len(sources):
             raise PeftbenchError(f"--weights {','.join(map(str, ws))}: give one weight per adapter ({len(sources)})")
-    models = {(s.suite.model.name, json.dumps(s.suite.model.config_overrides, sort_keys=True)) for s in sources}
-    if len(models) > 1:
+    def base(s: Source) -> str:
+        overrides = s.suite.model.config_overrides
+        return s.suite.model.name + (f" with {json.dumps(overrides, sort_keys=True)}" if overrides else "")
+
+    if len({base(s) for s in sources}) > 1:
         raise PeftbenchError("the adapters were trained on different base models: "
-                             + "; ".join(f"{s.name}: {s.suite.model.name}" for s in sources))
+                             + "; ".join(f"{s.name}: {base(s)}" for s in sources))
     from . import tasks
 
     if len({s.suite.model.task for s in sources}) > 1:
@@ -95,6 +98,8 @@ def blend(sources: list[Source], weight_sets: list[list[float]], combination: st
 
     quiet_libraries()
     from peft import PeftModel
+
+    models.quiet_progress()
 
     from .context import make_context
     from .evaluation import evaluate

@@ -23,6 +23,21 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 
+class Finite(click.FloatRange):
+    """A float option in its range that is also a real number: click's FloatRange lets nan and inf through (every
+    comparison with nan is false), and `--gpu-gb nan` would answer nonsense."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = super().convert(value, param, ctx)
+        if number is not None and not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 class Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
@@ -222,7 +237,7 @@ def list_models() -> None:
               help="Catalog name (see `peftbench models`), local config.json (or its directory), or hub id.")
 @click.option("--method", required=True, help="A registered method (see `peftbench methods`).")
 @click.option("--rank", type=click.IntRange(min=1), default=None, help="LoRA/QLoRA rank [method default: 8].")
-@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=None, help="LoRA alpha [2 x rank].")
+@click.option("--alpha", type=Finite(min=0, min_open=True), default=None, help="LoRA alpha [2 x rank].")
 @click.option("--targets", default=None,
               help="Comma-separated module names, or all-linear [peft's default for the model].")
 @click.option("--virtual-tokens", type=click.IntRange(min=1), default=None, help="Prefix/prompt length [20].")
@@ -278,7 +293,7 @@ def estimate(model, method, rank, alpha, targets, virtual_tokens, batch, seq_len
 
 @main.command()
 @click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--gpu-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--gpu-gb", type=Finite(min=0, min_open=True), default=None,
               help="GPU memory in GiB (a '24 GB' card holds 24 GiB): say for each run whether it fits.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def plan(suite_file: Path, gpu_gb: float | None, as_json: bool) -> None:
@@ -305,7 +320,7 @@ def plan(suite_file: Path, gpu_gb: float | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--gpu-gb", required=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--gpu-gb", required=True, type=Finite(min=0, min_open=True),
               help="GPU memory as the vendor states it (a '24 GB' card holds 24 GiB), per GPU.")
 @click.option("--examples", required=True, type=click.IntRange(min=1), help="Training examples you have.")
 @click.option("--model", default=None,
@@ -357,7 +372,7 @@ def recommend(gpu_gb, examples, model, seq_len, task, priority, gpus, results_di
                    "[the adapter's base_model_name_or_path].")
 @click.option("--dtype", type=click.Choice(DTYPES), default="fp32", show_default=True,
               help="Dtype the base is loaded, merged and saved in.")
-@click.option("--rtol", type=click.FloatRange(min=0), default=None,
+@click.option("--rtol", type=Finite(min=0), default=None,
               help="Check tolerance, relative to the largest |logit| [fp32 1e-4, bf16 2e-2, fp16 5e-3].")
 def merge_cmd(adapter: Path, out_dir: Path, base: str | None, dtype: str, rtol: float | None) -> None:
     """Merge ADAPTER into its base model, save it with its tokenizer, and check the saved model's outputs.
@@ -396,7 +411,7 @@ def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
                    "results directory of the peftbench run that trained it.")
 @click.option("--combination", type=click.Choice(COMBINATIONS), default="cat", show_default=True,
               help="peft's add_weighted_adapter combination (cat: the exact weighted sum of the updates).")
-@click.option("--density", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+@click.option("--density", type=Finite(0, 1, min_open=True), default=0.5, show_default=True,
               help="Fraction kept by the ties/dare/magnitude_prune combinations.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def blend_cmd(adapters, weights, tasks, combination, density, as_json) -> None:
@@ -406,12 +421,17 @@ def blend_cmd(adapters, weights, tasks, combination, density, as_json) -> None:
     from rich.table import Table
 
     task_files = {name: Path(v) for name, v in _pairs(tasks, "--task")}
+    import math
+
     weight_sets = []
     for w in weights:
         try:
-            weight_sets.append([float(x) for x in w.split(",")])
+            numbers = [float(x) for x in w.split(",")]
         except ValueError:
             raise PeftbenchError(f"--weights {w!r}: expected comma-separated numbers") from None
+        if not all(math.isfinite(x) for x in numbers):
+            raise PeftbenchError(f"--weights {w!r}: every weight must be a finite number")
+        weight_sets.append(numbers)
     from .blend import blend, source_from
 
     sources = [source_from(name, path, task_files.get(name)) for name, path in _pairs(adapters, "--adapter")]

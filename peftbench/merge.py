@@ -69,6 +69,23 @@ def base_path(base: str | None, config: dict) -> str:
     return name
 
 
+def check_weights(adapter: Path) -> None:
+    """The adapter's weights file opens (a truncated or corrupt one is one line, not a traceback from safetensors)."""
+    from safetensors import safe_open
+
+    weights = adapter / "adapter_model.safetensors"
+    if not weights.is_file():
+        if not (adapter / "adapter_model.bin").is_file():
+            raise PeftbenchError(f"{adapter}: no adapter_model.safetensors (nor .bin): its weights are missing")
+        return
+    try:
+        with safe_open(str(weights), "pt") as f:
+            list(f.keys())
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types; all mean an unreadable file
+        raise PeftbenchError(f"{weights}: unreadable ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                             "truncated or corrupt?") from None
+
+
 def _num_labels(adapter: Path) -> int:
     """The classification head's output size, read from the adapter's saved copy of the head."""
     from safetensors import safe_open
@@ -94,6 +111,8 @@ def merge(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32"
     from . import models, tasks
     from .suite import ModelConfig
 
+    models.quiet_progress()
+
     config = read_adapter_config(adapter)
     peft_type, task = config.get("peft_type", ""), config.get("task_type") or "CAUSAL_LM"
     if peft_type not in mergeable_peft_types():
@@ -108,6 +127,7 @@ def merge(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32"
     if out.exists() and any(out.iterdir()):
         raise PeftbenchError(f"{out} exists and is not empty: choose a new --out")
     path = base_path(base, config)
+    check_weights(adapter)
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     labels = _num_labels(adapter) if kind.head == "classifier" else None
     names_file = adapter / "label_names.json"  # written by peftbench run beside a classifier trained on class names
@@ -119,7 +139,12 @@ def merge(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32"
         cfg = ModelConfig(name=where, task=kind.name, num_labels=labels, label_names=names)
         return models.load_model(cfg, where, tokenizer, torch_dtype, torch.device("cpu"), {})
 
-    model = PeftModel.from_pretrained(load(path), str(adapter))
+    try:
+        model = PeftModel.from_pretrained(load(path), str(adapter))
+    except (RuntimeError, ValueError, KeyError) as err:  # shapes or module names that are not the base's
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise PeftbenchError(f"the adapter does not fit base model {path} (is --base the model it was trained on?): "
+                             f"{first}") from None
     model.eval()
     batch = tokenizer([CHECK_TEXT, CHECK_TEXT[: len(CHECK_TEXT) // 2]], return_tensors="pt", padding=True,
                       truncation=True, max_length=48)

@@ -63,7 +63,10 @@ def plan_suite(loaded, gpu_gb: float | None, exact: bool = True) -> list[PlanRow
     workload_for_suite(suite, device)  # validates the precision mapping before any model is built
     rows = []
     for run in loaded.runs:
-        est = estimate_run(suite, run.method, run.settings, config=spec.config, device=device)
+        try:
+            est = estimate_run(suite, run.method, run.settings, config=spec.config, device=device)
+        except PeftbenchError as err:
+            raise PeftbenchError(f"run {run.name}: {err}") from None
         trainable, total, how = est.trainable_params, est.total_params, "analytic"
         if exact:
             from .exact import exact_counts

@@ -35,6 +35,21 @@ Precision = Literal["fp32", "bf16", "bf16-mixed", "fp16-mixed"]
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        return refuse_booleans(cls, data)
+
+
+def refuse_booleans(model: type[BaseModel], data: Any) -> Any:
+    """pydantic reads `true` as 1 for a number field; in a suite that is a typo, not a count."""
+    if isinstance(data, dict):
+        for name, field in model.model_fields.items():
+            value = data.get(name)
+            if isinstance(value, bool) and "bool" not in str(field.annotation):
+                raise ValueError(f"{name}: expected a number, got {str(value).lower()}")
+    return data
+
 
 class ModelConfig(_Strict):
     name: str = Field(description="'builtin:minilm', 'builtin:tiny-llama', a local directory, or a hub id")
@@ -143,7 +158,7 @@ class Suite(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
-    methods: list[dict[str, Any]] = Field(min_length=1)
+    methods: list[Any] = Field(min_length=1)  # each entry is checked against its method's settings (_method_runs)
 
 
 class LoadedSuite(BaseModel):
@@ -184,7 +199,8 @@ def _method_runs(entries: list[dict[str, Any]]) -> tuple[list[RunPlan], list[str
     runs, problems = [], []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            problems.append(f"methods[{i}]: expected a mapping with a 'method' key")
+            hint = f" (write `- method: {entry}`)" if isinstance(entry, str) else ""
+            problems.append(f"methods[{i}]: expected a mapping with a 'method' key, got {entry!r}{hint}")
             continue
         name = entry.get("method")
         if not isinstance(name, str):
@@ -265,6 +281,25 @@ def parse_suite(data: Any, path: str = "<suite>") -> tuple[Suite, list[RunPlan]]
     return suite, runs
 
 
+class DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error: YAML lets the later one win
+    silently, which hides a typo or a half-edited file."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKey(f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line "
+                                   f"{seen[key]}); YAML would keep the later value silently")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_suite(path: str | Path) -> LoadedSuite:
     """Read a suite file with yaml.safe_load and validate it."""
     p = Path(path)
@@ -272,7 +307,14 @@ def load_suite(path: str | Path) -> LoadedSuite:
         raise SuiteError(str(path), ["file not found"])
     raw = p.read_bytes()
     try:
-        data = yaml.safe_load(raw)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SuiteError(str(path), [f"not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); save the "
+                                     "file as UTF-8"]) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader that refuses duplicate keys
+    except DuplicateKey as err:
+        raise SuiteError(str(path), [str(err)]) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
 if TYPE_CHECKING:  # only for annotations: the worker passes real objects
     from ..arch import Arch, Footprint
@@ -38,6 +38,13 @@ class MethodSettings(BaseModel):
         None, description="overrides training.gradient_checkpointing for this method (e.g. prefix tuning cannot use it)"
     )
     enabled: bool = Field(True, description="false keeps the entry in the file but runs nothing")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        from ..suite import refuse_booleans
+
+        return refuse_booleans(cls, data)
 
 
 @dataclass(frozen=True)

@@ -94,3 +94,17 @@ def test_class_names_travel_with_the_adapter_into_the_merged_model(tmp_path):
     result = invoke("merge", "--adapter", adapter, "--out", out)
     assert result.exit_code == 0, result.output
     assert AutoConfig.from_pretrained(out).id2label == {0: "neg", 1: "pos"}
+
+
+def test_merge_mistakes_are_one_line(adapters, tmp_path):
+    """A base that is not the adapter's, and a truncated weights file."""
+    import shutil
+
+    assert_user_error(invoke("merge", "--adapter", adapters["causal-lora"], "--out", tmp_path / "a",
+                             "--base", "builtin:tiny-llama"),  # the default tiny Llama is 128 wide, not 32
+                      "does not fit base model")
+    broken = tmp_path / "broken"
+    shutil.copytree(adapters["causal-lora"], broken)
+    weights = broken / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert_user_error(invoke("merge", "--adapter", broken, "--out", tmp_path / "b"), "unreadable", "corrupt")

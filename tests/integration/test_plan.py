@@ -57,3 +57,8 @@ def test_plan_errors(tmp_path, tiny_cls):
     assert_user_error(invoke("plan", write_suite(tmp_path, tiny_cls)), "not in the catalog", "HF_HUB_OFFLINE")
     result = invoke("plan", REPO / "suites" / "7b.yaml", "--gpu-gb", "0")
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_plan_names_the_run_whose_targets_match_nothing(tmp_path, tiny_cls):
+    tiny_cls["methods"] = [{"method": "ia3"}, {"method": "lora", "ranks": [4], "target_modules": ["q_proj"]}]
+    assert_user_error(invoke("plan", write_suite(tmp_path, tiny_cls)), "run lora-r4", "match no linear layer")

@@ -122,3 +122,20 @@ def test_estimate_and_models_do_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_non_finite_numbers_are_refused(value):
+    assert_user_error(invoke("recommend", "--gpu-gb", value, "--examples", "5", "--json"), "not a finite number")
+    assert_user_error(invoke("estimate", "--model", "llama-2-7b", "--method", "lora", "--alpha", value),
+                      "not a finite number")
+
+
+def test_targets_that_match_nothing_are_an_error_not_zero_parameters():
+    assert_user_error(invoke("estimate", "--model", "llama-2-7b", "--method", "lora", "--targets", "foo,bar"),
+                      "target_modules foo, bar match no linear layer", "q_proj")
+
+
+def test_a_rank_above_the_layer_width_is_noted():
+    result = invoke("estimate", "--model", "llama-2-7b", "--method", "lora", "--rank", "8192")
+    assert result.exit_code == 0 and "rank 8192 is above the smaller dimension" in result.stdout

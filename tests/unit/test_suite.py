@@ -161,3 +161,50 @@ def test_an_entry_can_turn_checkpointing_off_in_the_estimate():
     on = estimate_run(suite, "lora", {"method": "lora"})
     off = estimate_run(suite, "lora", {"method": "lora", "gradient_checkpointing": False})
     assert off.breakdown["activations"] > 4 * on.breakdown["activations"]
+
+
+# ---- nonsense that used to pass (issue 12) -------------------------------------------------------------------------
+
+
+def _problems_of(path) -> list[str]:
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    return info.value.problems
+
+
+def test_a_key_given_twice_is_an_error(tmp_path, tiny_cls):
+    import yaml
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(tiny_cls, sort_keys=False) + "training:\n  steps: 5\n")
+    (problem,) = _problems_of(path)
+    assert "duplicate key 'training'" in problem and "first at line" in problem
+
+
+def test_true_is_not_a_number(tiny_cls):
+    tiny_cls["training"]["steps"] = True
+    with pytest.raises(SuiteError, match="steps: expected a number, got true"):
+        parse_suite(tiny_cls)
+    tiny_cls["training"]["steps"] = 3
+    tiny_cls["methods"] = [{"method": "lora", "ranks": [4], "dropout": True}]
+    with pytest.raises(SuiteError, match="dropout: expected a number, got true"):
+        parse_suite(tiny_cls)
+
+
+def test_method_names_as_a_list_are_one_problem_each_with_the_fix(tiny_cls):
+    tiny_cls["methods"] = ["lora", "ia3"]
+    with pytest.raises(SuiteError) as info:
+        parse_suite(tiny_cls)
+    assert info.value.problems == [
+        "methods[0]: expected a mapping with a 'method' key, got 'lora' (write `- method: lora`)",
+        "methods[1]: expected a mapping with a 'method' key, got 'ia3' (write `- method: ia3`)",
+    ]
+
+
+def test_a_suite_that_is_not_utf8_says_so(tmp_path, tiny_cls):
+    import yaml
+
+    path = tmp_path / "s.yaml"
+    path.write_bytes(("# caf\xe9\n" + yaml.safe_dump(tiny_cls)).encode("latin-1"))
+    (problem,) = _problems_of(path)
+    assert problem.startswith("not UTF-8 text (byte 0xe9")
