@@ -457,9 +457,17 @@ def blend_cmd(adapters, weights, tasks, combination, density, as_json) -> None:
 
 
 class _progress:
-    """Rich live progress on a terminal; one plain line per event otherwise (CI logs, pipes)."""
+    """Rich live progress on a terminal; otherwise (CI logs, pipes) a line when a run starts and ends, and a
+    heartbeat line while it runs, every PEFTBENCH_HEARTBEAT_S seconds (30 by default)."""
 
     def __enter__(self):
+        import os
+        import time
+
+        self.clock = time.monotonic
+        self.every = float(os.environ.get("PEFTBENCH_HEARTBEAT_S", "30"))
+        self.last_beat = self.clock()
+        self.phase = ""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from .runner import Progress as Hooks
@@ -485,9 +493,16 @@ class _progress:
         if self.task is None:
             return
         if ev.get("event") == "phase":
+            self.phase = ev["phase"]
             self.bar.update(self.task, info=ev["phase"], total=ev.get("steps") or self.bar.tasks[self.task].total)
         elif ev.get("event") == "step":
             self.bar.update(self.task, completed=ev["step"], total=ev["steps"], info=f"train loss {ev['loss']:.4f}")
+        if not self.live and self.clock() - self.last_beat >= self.every:
+            self.last_beat = self.clock()
+            step = ""
+            if ev.get("event") == "step":
+                step = f", step {ev['step']}/{ev['steps']}, train loss {ev['loss']:.4f}"
+            err.print(f"{plan.name}: {self.phase or 'starting'}{step}", highlight=False)
 
     def finished(self, record):
         if self.task is not None:
@@ -497,7 +512,7 @@ class _progress:
         if record.status == "ok":
             line += f" ({record.wall_s:.0f} s)" if record.wall_s else ""
         elif record.error:
-            line += f": {record.error}"
+            line += f": {record.error} (its log: logs/{record.run}.log)"
         if not self.live or record.status != "ok":
             err.print(line, highlight=False)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .results import RunRecord
 
@@ -45,49 +48,69 @@ def _latency(r: RunRecord) -> str:
     return f"{r.latency_ms_p50:.2f}{merged}"
 
 
-def records_table(records: list[RunRecord], title: str = "") -> Table:
-    """One row per run; the columns are the CSV's most-read ones (docs/columns.md)."""
+@dataclass(frozen=True)
+class Column:
+    header: str
+    cell: Callable[[RunRecord], str]
+    priority: int  # 0: always shown; higher numbers are the first to go in a narrow terminal
+    right: bool = True
+
+
+def _columns(records: list[RunRecord]) -> list[Column]:
+    """The table's columns in display order, each with its priority: which run it is and how it went first, then
+    the scores, then memory, size and time."""
     classification = any(r.eval_accuracy is not None or r.base_accuracy is not None for r in records)
     causal = any(r.eval_perplexity is not None or r.gen_ms_per_token is not None for r in records)
-    table = Table(title=title or None, header_style="bold", title_justify="left")
-    table.add_column("run")
-    table.add_column("status")
-    table.add_column("trainable (%)", justify="right", no_wrap=True)
-    table.add_column("peak tensor MiB", justify="right")
-    table.add_column("estimate MiB (err)", justify="right", no_wrap=True)
-    table.add_column("peak RSS MiB", justify="right")
-    table.add_column("train tok/s", justify="right")
-    table.add_column("latency p50 ms (merged)", justify="right", no_wrap=True)
+    cols = [
+        Column("run", lambda r: r.run, 0, right=False),
+        Column("status", lambda r: f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]", 0, right=False),
+        Column("trainable (%)", _params, 3),
+        Column("peak tensor MiB", lambda r: _num(r.peak_mem_mib, ",.1f"), 2),
+        Column("estimate MiB (err)", _estimate, 6),
+        Column("peak RSS MiB", lambda r: _num(r.peak_rss_mib, ",.0f"), 9),
+        Column("train tok/s", lambda r: _num(r.train_tokens_per_s, ",.0f"), 5),
+        Column("latency p50 ms (merged)", _latency, 4),
+    ]
     if causal:
-        table.add_column("gen ms/tok", justify="right")
-    table.add_column("adapter MB", justify="right")
+        cols.append(Column("gen ms/tok", lambda r: _num(r.gen_ms_per_token, ".2f"), 7))
+    cols.append(Column("adapter MB", lambda r: _num(r.adapter_size_mb, ",.2f"), 8))
     if classification:
-        table.add_column("accuracy base → eval", justify="right", no_wrap=True)
-        table.add_column("F1 base → eval", justify="right")
+        cols += [Column("accuracy base → eval", lambda r: _gain(r.base_accuracy, r.eval_accuracy, ".3f"), 1),
+                 Column("F1 base → eval", lambda r: _gain(r.base_f1, r.eval_f1, ".3f"), 7)]
     if causal:
-        table.add_column("ppl base → eval", justify="right", no_wrap=True)
-        table.add_column("exact match base → eval", justify="right", no_wrap=True)
+        cols += [Column("ppl base → eval", lambda r: _gain(r.base_perplexity, r.eval_perplexity, ",.1f"), 1),
+                 Column("exact match base → eval", lambda r: _gain(r.base_exact_match, r.eval_exact_match, ".3f"), 1)]
+    return cols
+
+
+def _fit(cols: list[Column], records: list[RunRecord], width: int | None) -> tuple[list[Column], list[Column]]:
+    """(shown, left out): the most important columns that fit in `width` characters without squeezing any (rich
+    would otherwise shrink the run names to nothing); all of them when the width is unknown."""
+    if width is None:
+        return cols, []
+
+    def need(c: Column) -> int:  # the longest cell or header, plus the borders and padding rich puts around it
+        cells = [Text.from_markup(c.cell(r)).cell_len for r in records]
+        return max([len(c.header), *cells]) + 3
+
+    shown, used = [], 1
+    for c in sorted(cols, key=lambda c: c.priority):  # stable: equal priorities keep their display order
+        if c.priority == 0 or used + need(c) <= width:
+            shown.append(c)
+            used += need(c)
+    return [c for c in cols if c in shown], [c for c in cols if c not in shown]
+
+
+def records_table(records: list[RunRecord], title: str = "", width: int | None = None) -> tuple[Table, list[str]]:
+    """One row per run with the CSV's most-read columns (docs/columns.md), as many as fit in `width`; and the
+    headers of the columns left out."""
+    shown, left_out = _fit(_columns(records), records, width)
+    table = Table(title=title or None, header_style="bold", title_justify="left")
+    for c in shown:
+        table.add_column(c.header, justify="right" if c.right else "left", no_wrap=True)
     for r in records:
-        row = [
-            r.run,
-            f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
-            _params(r),
-            _num(r.peak_mem_mib, ",.1f"),
-            _estimate(r),
-            _num(r.peak_rss_mib, ",.0f"),
-            _num(r.train_tokens_per_s, ",.0f"),
-            _latency(r),
-        ]
-        if causal:
-            row.append(_num(r.gen_ms_per_token, ".2f"))
-        row.append(_num(r.adapter_size_mb, ",.2f"))
-        if classification:
-            row += [_gain(r.base_accuracy, r.eval_accuracy, ".3f"), _gain(r.base_f1, r.eval_f1, ".3f")]
-        if causal:
-            row += [_gain(r.base_perplexity, r.eval_perplexity, ",.1f"),
-                    _gain(r.base_exact_match, r.eval_exact_match, ".3f")]
-        table.add_row(*row)
-    return table
+        table.add_row(*(c.cell(r) for c in shown))
+    return table, [c.header for c in left_out]
 
 
 def print_records(records: list[RunRecord], console: Console | None = None, title: str = "",
@@ -95,7 +118,11 @@ def print_records(records: list[RunRecord], console: Console | None = None, titl
     """The table, every failed run's error, what peak memory counts, `lock_note` (environment.lock_note) and the
     files of the folder that could not be read."""
     console = console or Console()
-    console.print(records_table(records, title))
+    table, left_out = records_table(records, title, console.width)
+    console.print(table)
+    if left_out:
+        console.print(f"not shown at this width ({console.width} columns): {', '.join(left_out)}; every column is "
+                      "in results.csv (peftbench report DIR --csv FILE)", style="dim", highlight=False)
     for r in records:
         if r.status != "ok" and r.error:
             log = f" (log: {logs / (r.run + '.log')})" if logs is not None and (logs / f"{r.run}.log").is_file() else ""

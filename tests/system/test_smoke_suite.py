@@ -14,7 +14,8 @@ from peftbench.results import ResultStore
 from ..conftest import REPO, invoke, write_suite
 
 
-def test_every_smoke_method_runs_through_the_cli(tmp_path):
+def test_every_smoke_method_runs_through_the_cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFTBENCH_HEARTBEAT_S", "0")  # a heartbeat line at every event (output is not a terminal)
     data = yaml.safe_load((REPO / "suites" / "smoke.yaml").read_text())
     # Only the sizes shrink: same model, task, methods, settings, precision and phases as the main job.
     data["dataset"].update(train_examples=48, eval_examples=32)
@@ -36,3 +37,4 @@ def test_every_smoke_method_runs_through_the_cli(tmp_path):
         mergeable = methods.get(r.method).unmergeable_reason() is None
         assert (r.latency_ms_p50_merged is not None) == mergeable, r.run
     assert f"{len(records)}/{len(records)} runs ok" in result.stdout
+    assert "lora-r4: train, step 3/3, train loss" in result.stderr  # what a piped run shows while it works

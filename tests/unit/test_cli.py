@@ -265,3 +265,13 @@ def test_model_paths_resolve_like_dataset_paths(tmp_path, tiny_cls):
     assert_user_error(invoke("validate", write_suite(tmp_path, suite)), "model directory not found: ./models/nothere")
     suite["model"]["name"] = "models/deeper/nothere"
     assert_user_error(invoke("validate", write_suite(tmp_path, suite)), "model directory not found")
+
+
+def test_run_checks_the_rows_once_before_any_worker(tmp_path, tiny_cls):
+    """A data problem used to start one worker per method and fail each with the same error."""
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "good", "label": 1}\n{"text": "bad", "label": 0}\n{"text": "meh", "lab')
+    results = tmp_path / "r"
+    assert_user_error(invoke("run", write_suite(tmp_path, {**tiny_cls, "dataset": {"path": str(data)}}),
+                             "--results-dir", results), "line 3: not valid JSON")
+    assert not results.exists()

@@ -56,3 +56,25 @@ def test_records_written_before_the_rename_read_as_today():
     """Until 2026-12-02 a record's `method` held the run's name and `method_type` the method."""
     old = RunRecord.from_dict({"method": "lora-r8", "method_type": "lora", "status": "ok", "eval_accuracy": 0.9})
     assert (old.run, old.method, old.eval_accuracy) == ("lora-r8", "lora", 0.9)
+
+
+def test_a_narrow_terminal_keeps_every_run_name_and_says_what_it_left_out():
+    import io
+
+    from rich.console import Console
+
+    from peftbench.report import print_records
+
+    records = [RunRecord(run=name, method=name.split("-")[0], status="ok", trainable_params=148_224,
+                         trainable_pct=0.65, peak_mem_mib=150.3, est_peak_mib=150.7, peak_rss_mib=789.0,
+                         train_tokens_per_s=1361.0, latency_ms_p50=8.4, latency_ms_p50_merged=6.76,
+                         adapter_size_mb=0.6, base_accuracy=0.565, eval_accuracy=0.995, base_f1=0.431, eval_f1=0.995)
+               for name in ("full", "lora-r16", "qlora-r8", "a-rather-long-run-name")]
+    for width, expect_left_out in ((80, True), (120, True), (250, False)):
+        buf = io.StringIO()
+        print_records(records, Console(width=width, file=buf), title="t")
+        text = buf.getvalue()
+        assert all(r.run in text for r in records), (width, text)
+        assert all(len(line) <= width for line in text.splitlines()), width
+        assert "accuracy base → eval" in text  # the score is never what goes
+        assert ("not shown at this width" in text) == expect_left_out, (width, text)
