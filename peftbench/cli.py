@@ -125,10 +125,10 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
     from .suite import load_suite
 
     loaded = load_suite(suite_file)
-    for note in preflight(loaded):
-        err.print(f"note: {note}", style="yellow", highlight=False)
     if resume is None:
         _check_writable_dir(results_dir, "--results-dir")
+    for note in preflight(loaded):  # after every check that can stop the run: an error stays one line
+        err.print(f"note: {note}", style="yellow", highlight=False)
     with _progress() as progress:
         store = run_suite(loaded, results_dir, resume, progress)
     records = store.records()

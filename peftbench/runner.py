@@ -97,7 +97,6 @@ def check_runs(loaded: LoadedSuite, suite_dir: Path) -> list[str]:
     `available`: free plus reclaimable cache) stops the suite; rank warnings come back as notes. A model whose
     architecture the memory model does not know (or whose config cannot be read without loading it) is noted."""
     from . import catalog
-    from . import methods as registry
     from .arch import NoMatchingTargets, arch_from_config
     from .estimate import GIB, estimate_run
 
