@@ -7,38 +7,10 @@ Method modules import torch/peft only inside their functions, so listing and val
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
-from ..errors import PeftbenchError, did_you_mean
+from ..registry import Registry
 from .base import Method
 
-_REGISTRY: dict[str, Method] = {}
-_loaded = False
-
-
-def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: instantiate and register a method under `cls.name`."""
-    if cls.name in _REGISTRY:
-        raise RuntimeError(f"method {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls()
-    return cls
-
-
-def load_all() -> dict[str, Method]:
-    """Import every method module once and return the registry (name -> Method), in name order."""
-    global _loaded
-    if not _loaded:
-        for info in pkgutil.iter_modules(__path__):
-            if info.name != "base" and not info.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{info.name}")
-        _loaded = True
-    return dict(sorted(_REGISTRY.items()))
-
-
-def get(name: str) -> Method:
-    """The registered method called `name`, or a PeftbenchError with a 'did you mean'."""
-    methods = load_all()
-    if name not in methods:
-        raise PeftbenchError(f"unknown method {name!r}{did_you_mean(name, methods)}; known: {', '.join(methods)}")
-    return methods[name]
+_registry: Registry[Method] = Registry(__name__, __path__, "method")
+register = _registry.register  # class decorator: `@register class Lora(Method): ...`
+load_all = _registry.load_all  # name -> Method, every method module imported once
+get = _registry.get  # the method called `name`, or a PeftbenchError with a 'did you mean'

@@ -9,46 +9,19 @@ Task modules import torch and transformers only inside their functions, so the r
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
-from ..errors import PeftbenchError, did_you_mean
+from ..errors import PeftbenchError
+from ..registry import Registry
 from .base import TaskKind
 
 DEFAULT = "causal_lm"  # what `estimate` and `recommend` assume when --task is not given
-_REGISTRY: dict[str, TaskKind] = {}
-_loaded = False
-
-
-def register(cls: type[TaskKind]) -> type[TaskKind]:
-    """Class decorator: instantiate and register a task kind under `cls.name`."""
-    if cls.name in _REGISTRY:
-        raise RuntimeError(f"task {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls()
-    return cls
-
-
-def load_all() -> dict[str, TaskKind]:
-    """Import every task module once and return the registry (name -> TaskKind), in name order."""
-    global _loaded
-    if not _loaded:
-        for info in pkgutil.iter_modules(__path__):
-            if info.name != "base" and not info.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{info.name}")
-        _loaded = True
-    return dict(sorted(_REGISTRY.items()))
+_registry: Registry[TaskKind] = Registry(__name__, __path__, "task")
+register = _registry.register  # class decorator: `@register class CausalLM(TaskKind): ...`
+load_all = _registry.load_all  # name -> TaskKind, every task module imported once
+get = _registry.get  # the task kind called `name`, or a PeftbenchError with a 'did you mean'
 
 
 def names() -> tuple[str, ...]:
     return tuple(load_all())
-
-
-def get(name: str) -> TaskKind:
-    """The task kind called `name`, or a PeftbenchError with a 'did you mean'."""
-    kinds = load_all()
-    if name not in kinds:
-        raise PeftbenchError(f"unknown task {name!r}{did_you_mean(name, kinds)}; known: {', '.join(kinds)}")
-    return kinds[name]
 
 
 def by_peft_type(peft_task_type: str) -> TaskKind:
