@@ -43,9 +43,9 @@ def collect(results: Path) -> dict[str, dict[int, float | None]]:
         store = ResultStore(run_dir)
         n = store.manifest()["resolved_suite"]["dataset"]["train_examples"]
         for rec in store.records():
-            table.setdefault(rec.run, {})[n] = rec.eval_accuracy if rec.status == "ok" else None
+            table.setdefault(rec.run, {})[n] = rec.score('accuracy') if rec.status == "ok" else None
             if rec.run == "full":  # the pretrained encoder with a fresh head, before any step
-                table.setdefault("untrained (base)", {})[n] = rec.base_accuracy
+                table.setdefault("untrained (base)", {})[n] = rec.score('accuracy', base=True)
     return table
 
 

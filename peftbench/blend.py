@@ -126,7 +126,7 @@ def blend(sources: list[Source], weight_sets: list[list[float]], combination: st
         model.set_adapter(blend_name)
         row = BlendRow(weights={s.name: float(w) for s, w in zip(sources, ws, strict=True)})
         for name, (suite, data) in evals.items():
-            row.scores[name] = evaluate(model, ctx, suite, data, tokenizer)
+            row.scores[name] = evaluate(model, ctx, suite, data, tokenizer).scores
         rows.append(row)
         model.set_adapter(sources[0].name)
         model.delete_adapter(blend_name)

@@ -67,7 +67,9 @@ def validate(suite_file: Path) -> None:
     loaded = load_suite(suite_file)
     notes = check_suite(loaded, hub_data=False)
     names = ", ".join(r.name for r in loaded.runs)
-    out.print(f"{suite_file}: ok: {len(loaded.runs)} runs: {names}", highlight=False)
+    seeds = loaded.suite.seeds
+    each = f", each with seeds {', '.join(map(str, seeds))} ({len(loaded.jobs())} workers)" if seeds else ""
+    out.print(f"{suite_file}: ok: {len(loaded.runs)} runs: {names}{each}", highlight=False)
     for note in notes:
         out.print(f"note: {note}", style="yellow", highlight=False)
 
@@ -485,9 +487,9 @@ class _progress:
         self.bar.__exit__(*exc)
 
     def started(self, plan, i, n):
-        self.task = self.bar.add_task(f"[{i}/{n}] {plan.name}", total=None, info="starting")
+        self.task = self.bar.add_task(f"[{i}/{n}] {plan.key}", total=None, info="starting")
         if not self.live:
-            err.print(f"[{i}/{n}] {plan.name}: started", highlight=False)
+            err.print(f"[{i}/{n}] {plan.key}: started", highlight=False)
 
     def event(self, plan, ev):
         if self.task is None:
@@ -502,22 +504,22 @@ class _progress:
             step = ""
             if ev.get("event") == "step":
                 step = f", step {ev['step']}/{ev['steps']}, train loss {ev['loss']:.4f}"
-            err.print(f"{plan.name}: {self.phase or 'starting'}{step}", highlight=False)
+            err.print(f"{plan.key}: {self.phase or 'starting'}{step}", highlight=False)
 
-    def finished(self, record):
+    def finished(self, plan, record):
         if self.task is not None:
             self.bar.update(self.task, info=record.status)
             self.bar.stop_task(self.task)
-        line = f"{record.run}: {record.status}"
+        line = f"{plan.key}: {record.status}"
         if record.status == "ok":
             line += f" ({record.wall_s:.0f} s)" if record.wall_s else ""
         elif record.error:
-            line += f": {record.error} (its log: logs/{record.run}.log)"
+            line += f": {record.error} (its log: logs/{plan.key}.log)"
         if not self.live or record.status != "ok":
             err.print(line, highlight=False)
 
-    def kept(self, record):
-        err.print(f"{record.run}: kept from the earlier run ({record.status})", highlight=False)
+    def kept(self, plan, record):
+        err.print(f"{plan.key}: kept from the earlier run ({record.status})", highlight=False)
 
-    def retried(self, record):
-        err.print(f"{record.run}: run again (the earlier run was {record.status}: {record.error})", highlight=False)
+    def retried(self, plan, record):
+        err.print(f"{plan.key}: run again (the earlier run was {record.status}: {record.error})", highlight=False)

@@ -12,14 +12,14 @@ from typing import Any
 import torch
 
 from .context import RunContext
-from .measure import percentile, time_repeated
+from .measure import percentile, time_repeated, variation
 from .results import RunRecord
 from .suite import Suite
-from .tasks.base import EvalData
+from .tasks.base import EvalData, Evaluation
 
 
-def evaluate(model: Any, ctx: RunContext, suite: Suite, data: EvalData, tokenizer: Any) -> dict[str, float]:
-    """The task's loss and metrics on the evaluation rows, with the suite's evaluation settings."""
+def evaluate(model: Any, ctx: RunContext, suite: Suite, data: EvalData, tokenizer: Any) -> Evaluation:
+    """The task's metrics on the evaluation rows (and their per-row data), with the suite's evaluation settings."""
     ev = suite.evaluation
     return ctx.task.evaluate(model, ctx, data, ev.batch_size, tokenizer, ev.max_new_tokens)
 
@@ -36,7 +36,8 @@ def latency_batch(tokenizer: Any, rows: list[dict], suite: Suite, ctx: RunContex
 
 
 def time_inference(model: Any, batch: dict, ctx: RunContext, suite: Suite, tokenizer: Any):
-    """(latency p50 ms, p90 ms, generation ms/token or None) of `model` on the fixed latency batch (measure.py)."""
+    """(latency p50 ms, p90 ms, generation ms/token or None, coefficient of variation of the latency passes) of
+    `model` on the fixed latency batch (measure.py)."""
     lat = suite.latency
     gen_ms = None
     with torch.inference_mode(), ctx.autocast():
@@ -48,7 +49,7 @@ def time_inference(model: Any, batch: dict, ctx: RunContext, suite: Suite, token
 
             gen_times = time_repeated(gen, ctx.device, 1, lat.gen_repeats)
             gen_ms = sum(gen_times) / len(gen_times) / lat.gen_new_tokens
-    return percentile(times, 50), percentile(times, 90), gen_ms
+    return percentile(times, 50), percentile(times, 90), gen_ms, variation(times)
 
 
 def one_line(err: BaseException) -> str:
@@ -77,5 +78,5 @@ def measure_merged(model: Any, method: Any, ctx: RunContext, suite: Suite, batch
     with torch.inference_mode(), ctx.autocast():
         after = merged(**batch).logits.float()
     record.merge_max_abs_diff = float((after - before).abs().max())
-    record.latency_ms_p50_merged, _, record.gen_ms_per_token_merged = time_inference(
+    record.latency_ms_p50_merged, _, record.gen_ms_per_token_merged, _ = time_inference(
         merged, batch, ctx, suite, tokenizer)

@@ -1,13 +1,78 @@
-"""Evaluation metrics that work offline. Plain Python, no torch.
+"""What a run reports, each figure defined once: its name, label, format, unit and direction. Plain Python, no torch.
 
-Written by hand on purpose: `evaluate.load("accuracy")` and friends fetch their scripts from the hub, which
-an offline machine cannot reach; these are the textbook definitions (macro F1 = unweighted mean of per-class F1).
+Two tables. `METRICS` are the scores a task kind's evaluation computes (a record holds them as data: `eval` and
+`base`, metric name -> value), with the offline functions that compute them. `MEASURES` are the measured
+quantities of every run (memory, size, time). The results table, the CSV, the summary statistics, `compare`, the
+plots and the recommender's ranking all read these definitions: a new metric is one entry here and one line in the
+task kind that computes it.
+
+The functions are written out on purpose: `evaluate.load("accuracy")` and friends fetch their scripts from the
+hub, which an offline machine cannot reach; these are the textbook definitions (macro F1 = unweighted mean of
+per-class F1).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A score of the evaluation rows."""
+
+    name: str  # key in a record's `eval` / `base`; CSV columns eval_<name>, base_<name>
+    label: str
+    fmt: str  # format spec of one value
+    higher_is_better: bool
+    tasks: tuple[str, ...]  # the task kinds whose evaluation computes it
+    description: str
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A measured quantity of a run: a field of the record."""
+
+    name: str  # the record's field
+    label: str
+    unit: str
+    fmt: str
+    higher_is_better: bool
+    # the same on every repeat of the same run on the same machine (counts, the CPU tensor peak): any change is
+    # real, not noise
+    exact: bool = False
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("loss", "loss", ".4f", False, ("classification", "causal_lm"),
+           "mean cross-entropy on the evaluation rows (causal LM: per target token)"),
+    Metric("accuracy", "accuracy", ".3f", True, ("classification",), "share of rows whose argmax is the label"),
+    Metric("f1", "F1", ".3f", True, ("classification",), "macro F1: unweighted mean of the per-class F1"),
+    Metric("perplexity", "ppl", ",.1f", False, ("causal_lm",), "exp of the mean target-token loss"),
+    Metric("exact_match", "exact match", ".3f", True, ("causal_lm",),
+           "share of greedy generations equal to the target, whitespace collapsed"),
+)}
+
+MEASURES: dict[str, Measure] = {m.name: m for m in (
+    Measure("trainable_params", "trainable", "params", ",.0f", False, exact=True),
+    Measure("peak_mem_mib", "peak tensor", "MiB", ",.1f", False, exact=True),
+    Measure("est_peak_mib", "estimate", "MiB", ",.1f", False, exact=True),
+    Measure("peak_rss_mib", "peak RSS", "MiB", ",.0f", False),
+    Measure("train_tokens_per_s", "train", "tok/s", ",.0f", True),
+    Measure("latency_ms_p50", "latency p50", "ms", ".2f", False),
+    Measure("latency_ms_p50_merged", "latency p50 merged", "ms", ".2f", False),
+    Measure("gen_ms_per_token", "generation", "ms/token", ".2f", False),
+    Measure("adapter_size_mb", "adapter", "MB", ",.2f", False, exact=True),
+)}
+
+# The score a task kind ranks methods by (the recommender, the Pareto plots), best first.
+PRIMARY = {"classification": "accuracy", "causal_lm": "exact_match"}
+
+
+def for_task(task: str) -> list[Metric]:
+    """The metrics the task kind's evaluation computes, loss first."""
+    return [m for m in METRICS.values() if task in m.tasks]
 
 
 def accuracy(preds: Sequence[int], labels: Sequence[int]) -> float:
@@ -40,7 +105,12 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
     """Share of predictions equal to their reference after collapsing whitespace."""
     if not references:
         raise ValueError("no references")
+    return sum(matches(predictions, references)) / len(references)
+
+
+def matches(predictions: Sequence[str], references: Sequence[str]) -> list[bool]:
+    """Per row: the prediction equals its reference after collapsing whitespace."""
     def norm(s: str) -> str:
         return " ".join(s.split())
 
-    return sum(int(norm(p) == norm(r)) for p, r in zip(predictions, references, strict=True)) / len(references)
+    return [norm(p) == norm(r) for p, r in zip(predictions, references, strict=True)]

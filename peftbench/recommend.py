@@ -30,6 +30,7 @@ from .arch import Arch, Footprint, arch_from_config
 from .errors import PeftbenchError
 from .estimate import CUDA_CONTEXT_GIB, Estimate, Workload, estimate
 from .methods.base import Advice, Traits
+from .metrics import METRICS
 
 DEFAULT_SEQ_LEN = 512  # tokens per sequence when --seq-len is not given: a typical instruction-tuning sample
 MARGIN_FRACTION = 0.10  # of the budget: allocator slack (reserved - allocated, 0-10%) and the estimate's error
@@ -313,14 +314,15 @@ def fit(cand: Candidate, arch: Arch, req: Request, budget: Budget) -> Option:
 # ---- measured results -----------------------------------------------------------------------------------------
 
 
+RANKED_BY = ("accuracy", "exact_match", "perplexity")  # the first a run has (and is not 0) ranks the methods
+
+
 def _metric(rec) -> tuple[str, float] | None:
-    """(name, value where higher is better) of a record, or None without an evaluation."""
-    if rec.eval_accuracy is not None:
-        return "accuracy", rec.eval_accuracy
-    if rec.eval_exact_match:
-        return "exact_match", rec.eval_exact_match
-    if rec.eval_perplexity:
-        return "perplexity", rec.eval_perplexity
+    """(metric, value) a record is ranked by, or None without an evaluation score."""
+    for name in RANKED_BY:
+        value = rec.score(name)
+        if value is not None and (value or name == "accuracy"):
+            return name, value
     return None
 
 
@@ -355,12 +357,12 @@ def _apply_measured(options: list[Option], records: list) -> None:
     its method's proxy (QLoRA: LoRA); a candidate with neither gets the mean change of the measured ones, so
     being unmeasured neither helps nor hurts it against the average."""
     kinds = {_metric(r)[0] for r in records}
-    kind = next(k for k in ("accuracy", "exact_match", "perplexity") if k in kinds)
+    kind = next(k for k in RANKED_BY if k in kinds)
     usable = [r for r in records if _metric(r)[0] == kind]
 
-    def value(r) -> float:
+    def value(r) -> float:  # higher is better: per 10 points of a share, per factor e of a perplexity
         v = _metric(r)[1]
-        return -math.log(v) if kind == "perplexity" else 10 * v  # per 10 points / per factor e
+        return 10 * v if METRICS[kind].higher_is_better else -math.log(v)
 
     best = max(value(r) for r in usable)
     unmeasured = []

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .metrics import METRICS, PRIMARY, Metric
 from .results import RunRecord
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "oom": "magenta", "timeout": "yellow", "skipped": "dim"}
@@ -59,8 +60,7 @@ class Column:
 def _columns(records: list[RunRecord]) -> list[Column]:
     """The table's columns in display order, each with its priority: which run it is and how it went first, then
     the scores, then memory, size and time."""
-    classification = any(r.eval_accuracy is not None or r.base_accuracy is not None for r in records)
-    causal = any(r.eval_perplexity is not None or r.gen_ms_per_token is not None for r in records)
+    causal = any(r.gen_ms_per_token is not None for r in records)
     cols = [
         Column("run", lambda r: r.run, 0, right=False),
         Column("status", lambda r: f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]", 0, right=False),
@@ -74,13 +74,15 @@ def _columns(records: list[RunRecord]) -> list[Column]:
     if causal:
         cols.append(Column("gen ms/tok", lambda r: _num(r.gen_ms_per_token, ".2f"), 7))
     cols.append(Column("adapter MB", lambda r: _num(r.adapter_size_mb, ",.2f"), 8))
-    if classification:
-        cols += [Column("accuracy base → eval", lambda r: _gain(r.base_accuracy, r.eval_accuracy, ".3f"), 1),
-                 Column("F1 base → eval", lambda r: _gain(r.base_f1, r.eval_f1, ".3f"), 7)]
-    if causal:
-        cols += [Column("ppl base → eval", lambda r: _gain(r.base_perplexity, r.eval_perplexity, ",.1f"), 1),
-                 Column("exact match base → eval", lambda r: _gain(r.base_exact_match, r.eval_exact_match, ".3f"), 1)]
+    for m in METRICS.values():  # every score the runs have but the loss, as the metric registry defines it
+        if m.name != "loss" and any(m.name in r.eval or m.name in r.base for r in records):
+            important = m.name in PRIMARY.values() or m.name == "perplexity"
+            cols.append(Column(f"{m.label} base → eval", _score(m), 1 if important else 7))
     return cols
+
+
+def _score(m: Metric) -> Callable[[RunRecord], str]:
+    return lambda r: _gain(r.score(m.name, base=True), r.score(m.name), m.fmt)
 
 
 def _fit(cols: list[Column], records: list[RunRecord], width: int | None) -> tuple[list[Column], list[Column]]:

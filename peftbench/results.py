@@ -3,8 +3,9 @@ CSV/JSON export. No torch import.
 
 Layout of a results directory:
     manifest.json          provenance: versions, git commit, platform, suite hash, resolved suite, run list
-    runs/<run>.json        one record per finished run, written atomically (temp file + os.replace)
-    logs/<run>.log         the worker's stderr and non-protocol stdout
+    runs/<key>.json        one record per finished run, written atomically (temp file + os.replace); <key> is the
+                           run's name, or <run>@s<seed> in a suite with several seeds
+    logs/<key>.log         the worker's stderr and non-protocol stdout
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from .metrics import METRICS
 
 STATUSES = ("ok", "failed", "oom", "timeout", "skipped")
 
@@ -60,17 +63,13 @@ class RunRecord:
     gen_ms_per_token_merged: float | None = None
     merge_max_abs_diff: float | None = None  # max |logits merged - logits unmerged| on the latency batch
     merge_note: str = ""  # why a run has no merged figures, or what merging changes
-    # evaluation: eval_* after training, base_* the same model before its first step
-    eval_loss: float | None = None
-    base_loss: float | None = None
-    eval_accuracy: float | None = None
-    base_accuracy: float | None = None
-    eval_f1: float | None = None
-    base_f1: float | None = None
-    eval_perplexity: float | None = None
-    base_perplexity: float | None = None
-    eval_exact_match: float | None = None
-    base_exact_match: float | None = None
+    latency_cv: float | None = None  # coefficient of variation of the timed latency passes (std / mean)
+    # evaluation, metric name -> value (peftbench/metrics.py): `eval` after training, `base` the same model before
+    # its first step; CSV columns eval_<metric>, base_<metric>
+    eval: dict[str, float] = field(default_factory=dict)
+    base: dict[str, float] = field(default_factory=dict)
+    # what the evaluation saw row by row after training (the task kind's own fields), for the bootstrap over rows
+    eval_per_row: dict[str, list] = field(default_factory=dict)
     # context
     device: str = ""
     precision: str = ""
@@ -79,19 +78,34 @@ class RunRecord:
     wall_s: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def score(self, metric: str, base: bool = False) -> float | None:
+        return (self.base if base else self.eval).get(metric)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         if "method_type" in data:  # written before 2026-12-02: `method` held the run's name
             data = {**data, "run": data["method"], "method": data["method_type"]}
+        for side in ("eval", "base"):  # written before 2026-12-02: one field per metric, eval_accuracy, ...
+            if side not in data:
+                data = {**data, side: {m: data[f"{side}_{m}"] for m in METRICS if data.get(f"{side}_{m}") is not None}}
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-# CSV columns in order: every field of the record except the nested settings (kept in the JSON).
-CSV_COLUMNS = [f.name for f in fields(RunRecord) if f.name != "settings"]
-
-
+NESTED = ("settings", "eval", "base", "eval_per_row")  # kept in the JSON records; the CSV flattens eval and base
+_SCALARS = [f.name for f in fields(RunRecord) if f.name not in NESTED]
+_AT = _SCALARS.index("device")  # the scores go where the evaluation sits in the record: before the context
+# CSV columns in order: the record's scalar fields, with eval_<metric> and base_<metric> for every metric.
+CSV_COLUMNS = _SCALARS[:_AT] + [f"{side}_{m}" for m in METRICS for side in ("eval", "base")] + _SCALARS[_AT:]
 INT_COLUMNS = [f.name for f in fields(RunRecord) if f.type in ("int | None", "int")]
+
+
+def csv_row(r: RunRecord) -> dict[str, Any]:
+    """A record as one CSV row (CSV_COLUMNS)."""
+    row = {k: getattr(r, k) for k in _SCALARS}
+    for m in METRICS:
+        row[f"eval_{m}"], row[f"base_{m}"] = r.eval.get(m), r.base.get(m)
+    return row
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -158,8 +172,9 @@ class ResultStore:
     def record_path(self, run_name: str) -> Path:
         return self.runs_dir / f"{run_name}.json"
 
-    def write(self, record: RunRecord) -> None:
-        atomic_write_json(self.record_path(record.run), asdict(record))
+    def write(self, record: RunRecord, key: str | None = None) -> None:
+        """Store the record under `key` (the job's key, RunPlan.key), by default its run's name."""
+        atomic_write_json(self.record_path(key or record.run), asdict(record))
 
     def has(self, run_name: str) -> bool:
         return self.record_path(run_name).is_file()
@@ -177,14 +192,18 @@ class ResultStore:
             return None
 
     def records(self) -> list[RunRecord]:
-        """The readable records, in the suite's run order (from the manifest), then any others by name. A broken
-        file hides nothing else: it is left out and named in `unreadable`."""
+        """The readable records, in the suite's run order (from the manifest) and by seed within a run, then any
+        others by name. A broken file hides nothing else: it is left out and named in `unreadable`."""
         manifest = self.manifest_or_none() or {}
         runs = manifest.get("runs", [])
         order = [r["name"] for r in runs if isinstance(r, dict) and "name" in r] if isinstance(runs, list) else []
-        names = sorted(p.stem for p in self.runs_dir.glob("*.json"))
-        ordered = [n for n in order if n in names] + [n for n in names if n not in order]
-        return [r for r in (self.read(n) for n in ordered) if r is not None]
+        records = [r for r in (self.read(p.stem) for p in sorted(self.runs_dir.glob("*.json"))) if r is not None]
+
+        def place(r: RunRecord) -> tuple:
+            return (order.index(r.run) if r.run in order else len(order), "" if r.run in order else r.run,
+                    r.seed if r.seed is not None else -1)
+
+        return sorted(records, key=place)
 
     def unreadable_note(self) -> str | None:
         if not self.unreadable:
@@ -201,7 +220,7 @@ def to_frame(records: list[RunRecord]):
     """A pandas DataFrame with the CSV columns, one row per run."""
     import pandas as pd  # not at module level: the worker never needs pandas
 
-    frame = pd.DataFrame([{k: getattr(r, k) for k in CSV_COLUMNS} for r in records], columns=CSV_COLUMNS)
+    frame = pd.DataFrame([csv_row(r) for r in records], columns=CSV_COLUMNS)
     # nullable integers, so a missing count stays empty instead of turning the column into floats
     return frame.astype({k: "Int64" for k in INT_COLUMNS})
 

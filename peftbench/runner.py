@@ -141,6 +141,7 @@ def new_manifest(loaded: LoadedSuite) -> dict[str, Any]:
         "provenance": provenance(),
         "resolved_suite": loaded.resolved(),
         "runs": [{"name": r.name, "method": r.method, "settings": r.settings} for r in loaded.runs],
+        "seeds": loaded.suite.seeds,
         "resumed_at": [],
     }
 
@@ -154,9 +155,9 @@ class Progress:
 
     run_started: Callable[[RunPlan, int, int], None] = lambda plan, i, n: None
     event: Callable[[RunPlan, dict], None] = lambda plan, event: None
-    run_finished: Callable[[RunRecord], None] = lambda record: None
-    run_kept: Callable[[RunRecord], None] = lambda record: None
-    run_retried: Callable[[RunRecord], None] = lambda record: None
+    run_finished: Callable[[RunPlan, RunRecord], None] = lambda plan, record: None
+    run_kept: Callable[[RunPlan, RunRecord], None] = lambda plan, record: None
+    run_retried: Callable[[RunPlan, RunRecord], None] = lambda plan, record: None
 
 
 def _die_with_parent() -> None:
@@ -190,10 +191,10 @@ def _last_error_line(log: Path) -> str:
 def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: float, env: dict[str, str],
                on_event: Callable[[dict], None]) -> RunRecord:
     """Start one worker, relay its progress, enforce the timeout, and return its record (always one)."""
-    spec_path = store.root / "specs" / f"{plan.name}.json"
+    spec_path = store.root / "specs" / f"{plan.key}.json"
     spec.write(spec_path)
-    result_path = store.record_path(plan.name)
-    log_path = store.logs_dir / f"{plan.name}.log"
+    result_path = store.record_path(plan.key)
+    log_path = store.logs_dir / f"{plan.key}.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "peftbench.worker", str(spec_path), str(result_path)],
@@ -228,10 +229,11 @@ def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: f
                 os.killpg(proc.pid, signal.SIGKILL)  # the worker leads its own process group
                 break
         code = proc.wait()
+    seed = spec.suite.training.seed
     if timed_out:
-        record = RunRecord(run=plan.name, method=plan.method, settings=plan.settings, status="timeout",
+        record = RunRecord(run=plan.name, method=plan.method, settings=plan.settings, seed=seed, status="timeout",
                            error=f"no result after {timeout_s:g} s (runner.timeout_s); worker killed")
-        store.write(record)
+        store.write(record, plan.key)
         return record
     if code < 0:
         name = signal.Signals(-code).name
@@ -239,17 +241,17 @@ def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: f
         why = f"worker killed by {name}{oom}"
     else:
         why = f"worker exited with code {code}"
-    record = store.read(plan.name) if store.has(plan.name) else None
+    record = store.read(plan.key) if store.has(plan.key) else None
     if record is not None:
         if code != 0:  # it wrote its result, then crashed (e.g. in native teardown): keep the result, say so
             record.error = "; ".join(filter(None, [record.error, f"{why} after writing its result"]))
-            store.write(record)
+            store.write(record, plan.key)
         return record
     why += "" if code < 0 else " without a result"
     last = _last_error_line(log_path)
-    record = RunRecord(run=plan.name, method=plan.method, settings=plan.settings, status="failed",
+    record = RunRecord(run=plan.name, method=plan.method, settings=plan.settings, seed=seed, status="failed",
                        error=f"{why}; last log line: {last}" if last else why)
-    store.write(record)
+    store.write(record, plan.key)
     return record
 
 
@@ -285,23 +287,27 @@ def open_store(loaded: LoadedSuite, results_base: Path, resume: Path | None) -> 
 
 def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume: Path | None = None,
               progress: Progress | None = None) -> ResultStore:
-    """Run every method run of the suite that has no ok record yet (a resumed folder's failed, oom and timed-out
-    runs are run again, and so are runs whose record is unreadable); return the store holding all records."""
+    """Run every job of the suite (a method run, or with `seeds` a (run, seed)) that has no ok record yet (a
+    resumed folder's failed, oom and timed-out jobs are run again, and so are jobs whose record is unreadable);
+    return the store holding all records."""
     progress = progress or Progress()
     store = open_store(loaded, results_base, resume)
     suite = loaded.suite
     env = worker_env(suite.runner.stable_rss)
     suite_dir = str(Path(loaded.path).resolve().parent)
-    for i, plan in enumerate(loaded.runs, 1):
-        earlier = store.read(plan.name) if store.has(plan.name) else None
+    jobs = loaded.jobs()
+    for i, plan in enumerate(jobs, 1):
+        earlier = store.read(plan.key) if store.has(plan.key) else None
         if earlier is not None and earlier.status == "ok":
-            progress.run_kept(earlier)
+            progress.run_kept(plan, earlier)
             continue
         if earlier is not None:
-            progress.run_retried(earlier)
-        progress.run_started(plan, i, len(loaded.runs))
-        adapter_dir = str(store.root / "adapters" / plan.name) if suite.runner.save_adapters else None
-        spec = WorkerSpec(suite=suite, run=plan, suite_dir=suite_dir, adapter_dir=adapter_dir)
+            progress.run_retried(plan, earlier)
+        progress.run_started(plan, i, len(jobs))
+        adapter_dir = str(store.root / "adapters" / plan.key) if suite.runner.save_adapters else None
+        job_suite = suite if plan.seed is None else suite.model_copy(
+            update={"training": suite.training.model_copy(update={"seed": plan.seed})})
+        spec = WorkerSpec(suite=job_suite, run=plan, suite_dir=suite_dir, adapter_dir=adapter_dir)
         record = run_worker(plan, spec, store, suite.runner.timeout_s, env, lambda ev, p=plan: progress.event(p, ev))
-        progress.run_finished(record)
+        progress.run_finished(plan, record)
     return store

@@ -158,7 +158,19 @@ class Suite(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    seeds: list[NonNegativeInt] | None = Field(
+        None, min_length=1, description="run every method run once per seed (it replaces training.seed): each "
+                                        "(run, seed) is its own worker and record; the results show the mean and a "
+                                        "95% interval over the seeds"
+    )
     methods: list[Any] = Field(min_length=1)  # each entry is checked against its method's settings (_method_runs)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"each seed once (got {v})")
+        return v
 
 
 class LoadedSuite(BaseModel):
@@ -171,6 +183,12 @@ class LoadedSuite(BaseModel):
 
     def resolved(self) -> dict[str, Any]:
         return self.suite.model_dump(mode="json")
+
+    def jobs(self) -> list[RunPlan]:
+        """What the runner starts, one worker each: every run, or with `seeds` every (run, seed), seeds innermost."""
+        if self.suite.seeds is None:
+            return list(self.runs)
+        return [RunPlan(r.name, r.method, r.settings, seed) for r in self.runs for seed in self.suite.seeds]
 
 
 def _loc(parts: tuple) -> str:
@@ -240,6 +258,8 @@ def _cross_checks(suite: Suite) -> list[str]:
         elif TASKS[ds.builtin].kind != suite.model.task:
             problems.append(f"dataset.builtin: {ds.builtin!r} is a {TASKS[ds.builtin].kind} task, "
                             f"model.task is {suite.model.task}")
+    if suite.seeds is not None and "seed" in t.model_fields_set:
+        problems.append("training.seed: give training.seed or seeds, not both (seeds replaces training.seed)")
     untimed = max(t.warmup_timing_steps, t.memory_profile_steps)
     if t.steps is not None and t.steps <= untimed:
         problems.append(f"training.steps: must exceed warmup_timing_steps and memory_profile_steps ({untimed}), "

@@ -134,10 +134,8 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
 
         emit("phase", phase="base-eval")
         mem.exclude_begin()
-        base = evaluate(model, ctx, suite, eval_data, tokenizer)
+        record.base = evaluate(model, ctx, suite, eval_data, tokenizer).scores
         mem.exclude_end()
-        for k, v in base.items():
-            setattr(record, f"base_{k}", v)
 
         emit("phase", phase="train", steps=steps)
         losses, timed_s, timed_tokens, timed_steps = train(
@@ -158,13 +156,12 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
 
     emit("phase", phase="eval")
     final = evaluate(model, ctx, suite, eval_data, tokenizer)
-    for k, v in final.items():
-        setattr(record, f"eval_{k}", v)
+    record.eval, record.eval_per_row = final.scores, final.per_row
 
     emit("phase", phase="latency")
     batch = latency_batch(tokenizer, eval_rows, suite, ctx)
-    record.latency_ms_p50, record.latency_ms_p90, record.gen_ms_per_token = time_inference(
-        model, batch, ctx, suite, tokenizer)
+    timed = time_inference(model, batch, ctx, suite, tokenizer)
+    record.latency_ms_p50, record.latency_ms_p90, record.gen_ms_per_token, record.latency_cv = timed
 
     emit("phase", phase="save")
     with tempfile.TemporaryDirectory() as tmp:

@@ -94,6 +94,18 @@ def task_table() -> str:
     return "\n".join(rows)
 
 
+def metrics_table() -> str:
+    from peftbench.metrics import METRICS, PRIMARY
+
+    rows = ["| metric | CSV columns | label | better | task kinds | what it is |", "|---|---|---|---|---|---|"]
+    for m in METRICS.values():
+        primary = [t for t, name in PRIMARY.items() if name == m.name]
+        kinds = ", ".join(f"`{t}`" + (" (ranks by it)" if t in primary else "") for t in m.tasks)
+        rows.append(f"| `{m.name}` | `eval_{m.name}`, `base_{m.name}` | {m.label} | "
+                    f"{'higher' if m.higher_is_better else 'lower'} | {kinds} | {m.description} |")
+    return "\n".join(rows)
+
+
 def rules_table() -> str:
     from peftbench.recommend import MEASURED_RULE, RULES
 
@@ -133,6 +145,7 @@ BLOCKS = {
     "docs/suite.md": {"suite-schema": suite_schema},
     "docs/methods.md": {"methods": method_table, "tasks": task_table, "method-settings": method_settings},
     "docs/recommender.md": {"rules": rules_table},
+    "docs/columns.md": {"metrics": metrics_table},
     "docs/memory-model.md": {"components": memory_components},
     "docs/cli.md": {"cli": cli_help},
 }

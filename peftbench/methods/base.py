@@ -71,11 +71,18 @@ class Advice:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One run of a method: its unique name (starts with the method's name) and resolved settings."""
+    """One run of a method: its unique name (starts with the method's name) and resolved settings; in a suite with
+    `seeds`, one repeat of it (the seed that replaces training.seed)."""
 
     name: str
     method: str
     settings: dict[str, Any]
+    seed: int | None = None
+
+    @property
+    def key(self) -> str:
+        """What names the run's record, log and adapter: the run's name, with @s<seed> for one of several seeds."""
+        return self.name if self.seed is None else f"{self.name}@s{self.seed}"
 
 
 def target_list(value: str) -> list[str] | str:

@@ -15,6 +15,15 @@ if TYPE_CHECKING:  # only for annotations
 
 
 @dataclass
+class Evaluation:
+    """What an evaluation found: the scores (metric name -> value, peftbench/metrics.py) and, per evaluation row,
+    what they are computed from (the task kind's own fields), so that `score_rows` can score any subset."""
+
+    scores: dict[str, float]
+    per_row: dict[str, list]
+
+
+@dataclass
 class EvalData:
     """A task's evaluation rows, encoded once per run: the loss batches, and for generating tasks the prompts to
     complete and their references."""
@@ -32,7 +41,6 @@ class TaskKind:
     # classification head, which peft trains as a copy (modules_to_save) in every method.
     head: ClassVar[Literal["lm", "classifier"]]
     generates: ClassVar[bool]  # evaluated by generation too, and timed generating (gen_ms_per_token)
-    metrics: ClassVar[tuple[str, ...]]  # eval_<name> / base_<name> fields of a record, besides the loss
     row_fields: ClassVar[tuple[str, ...]]  # the fields of a normalised row
 
     # ---- data (no torch) ----
@@ -80,9 +88,22 @@ class TaskKind:
     def eval_data(self, rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> EvalData:
         return EvalData(self.encode(rows, tokenizer, max_length))
 
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The scores its evaluation computes (peftbench/metrics.py declares which task kinds each applies to)."""
+        from .. import metrics
+
+        return tuple(m.name for m in metrics.for_task(self.name))
+
     def evaluate(self, model: Any, ctx: RunContext, data: EvalData, batch_size: int, tokenizer: Any,
-                 max_new_tokens: int) -> dict[str, float]:
-        """{"loss": ..., <metric>: ...} on the evaluation rows, in eval mode without gradients."""
+                 max_new_tokens: int) -> Evaluation:
+        """Every metric of this task kind on the evaluation rows, in eval mode without gradients, and the per-row
+        data they come from."""
+        raise NotImplementedError
+
+    def score_rows(self, per_row: dict[str, list], rows: list[int]) -> dict[str, float]:
+        """The metrics of the rows at `rows` (indices, repeats allowed) of an Evaluation's per-row data: what a
+        bootstrap over the evaluation rows resamples."""
         raise NotImplementedError
 
 

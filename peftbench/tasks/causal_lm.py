@@ -8,7 +8,7 @@ from typing import Any
 from .. import metrics
 from ..errors import PeftbenchError
 from . import register
-from .base import EvalData, TaskKind, require_values, slices
+from .base import EvalData, Evaluation, TaskKind, require_values, slices
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
@@ -31,7 +31,6 @@ class CausalLM(TaskKind):
     peft_task_type = "CAUSAL_LM"
     head = "lm"
     generates = True
-    metrics = ("perplexity", "exact_match")
     row_fields = ("prompt", "target")  # and `row`: its number in the source file, for messages
 
     def _prompt(self, row: dict[str, Any], cfg, source: str) -> str:
@@ -95,19 +94,27 @@ class CausalLM(TaskKind):
         return EvalData(self.encode(rows, tokenizer, max_length), self.prompts(rows, tokenizer, max_length),
                         [reference_text(tokenizer, r["target"]) for r in rows])
 
-    def evaluate(self, model, ctx, data: EvalData, batch_size, tokenizer, max_new_tokens) -> dict[str, Any]:
+    def evaluate(self, model, ctx, data: EvalData, batch_size, tokenizer, max_new_tokens) -> Evaluation:
         import torch
+        import torch.nn.functional as F
 
         model.eval()
-        loss_sum, weight, generated = 0.0, 0, []
+        loss_sum, weight, generated, row_sum, row_tokens = 0.0, 0, [], [], []
         with torch.inference_mode():
             for batch in slices(data.encoded, batch_size):
                 batch = ctx.to_device(batch)
                 with ctx.autocast():
                     out = model(**batch)
-                n = int((batch["labels"][:, 1:] != -100).sum())  # the loss is a mean over predicted target tokens
+                targets = batch["labels"][:, 1:]
+                n = int((targets != -100).sum())  # the loss is a mean over predicted target tokens
                 loss_sum += float(out.loss) * n
                 weight += n
+                # what predicts each target token, for the per-row losses (prompt tuning puts its virtual tokens
+                # before the sequence: the last positions are the sequence's own)
+                logits = out.logits[:, -batch["labels"].shape[1]:][:, :-1].float()
+                token_loss = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+                row_sum += token_loss.sum(1).tolist()
+                row_tokens += (targets != -100).sum(1).tolist()
             for batch in slices(data.prompts, batch_size):
                 batch = ctx.to_device(batch)
                 with ctx.autocast():
@@ -116,5 +123,12 @@ class CausalLM(TaskKind):
                 new = out[:, batch["input_ids"].shape[1]:]
                 generated += [" ".join(t.split()) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
         loss = loss_sum / max(weight, 1)
+        scores = {"loss": loss, "perplexity": metrics.perplexity(loss),
+                  "exact_match": metrics.exact_match(generated, data.references)}
+        return Evaluation(scores, {"loss_sum": row_sum, "tokens": row_tokens,
+                                   "match": metrics.matches(generated, data.references)})
+
+    def score_rows(self, per_row, rows):
+        loss = sum(per_row["loss_sum"][i] for i in rows) / max(sum(per_row["tokens"][i] for i in rows), 1)
         return {"loss": loss, "perplexity": metrics.perplexity(loss),
-                "exact_match": metrics.exact_match(generated, data.references)}
+                "exact_match": sum(per_row["match"][i] for i in rows) / len(rows)}

@@ -8,7 +8,7 @@ from typing import Any
 from .. import metrics
 from ..errors import PeftbenchError
 from . import register
-from .base import EvalData, TaskKind, require_values, rows_text, slices
+from .base import EvalData, Evaluation, TaskKind, require_values, rows_text, slices
 
 
 def _where(rows: list[dict[str, Any]]) -> str:
@@ -28,7 +28,6 @@ class Classification(TaskKind):
     peft_task_type = "SEQ_CLS"
     head = "classifier"
     generates = False
-    metrics = ("accuracy", "f1")
     row_fields = ("text", "label")  # and `row`: its number in the source file, for messages
 
     def normalise(self, rows, cfg, source):
@@ -123,18 +122,27 @@ class Classification(TaskKind):
         enc["labels"] = torch.tensor([r["label"] for r in rows])
         return enc
 
-    def evaluate(self, model, ctx, data: EvalData, batch_size, tokenizer, max_new_tokens) -> dict[str, Any]:
+    def evaluate(self, model, ctx, data: EvalData, batch_size, tokenizer, max_new_tokens) -> Evaluation:
         import torch
+        import torch.nn.functional as F
 
         model.eval()
-        loss_sum, preds, labels = 0.0, [], []
+        loss_sum, preds, labels, row_loss = 0.0, [], [], []
         with torch.inference_mode():
             for batch in slices(data.encoded, batch_size):
                 batch = ctx.to_device(batch)
                 with ctx.autocast():
                     out = model(**batch)
-                preds += out.logits.float().argmax(-1).tolist()
+                logits = out.logits.float()
+                preds += logits.argmax(-1).tolist()
                 labels += batch["labels"].tolist()
+                row_loss += F.cross_entropy(logits, batch["labels"], reduction="none").tolist()
                 loss_sum += float(out.loss) * len(batch["labels"])
-        return {"loss": loss_sum / max(len(labels), 1), "accuracy": metrics.accuracy(preds, labels),
-                "f1": metrics.macro_f1(preds, labels)}
+        scores = {"loss": loss_sum / max(len(labels), 1), "accuracy": metrics.accuracy(preds, labels),
+                  "f1": metrics.macro_f1(preds, labels)}
+        return Evaluation(scores, {"pred": preds, "label": labels, "loss": row_loss})
+
+    def score_rows(self, per_row, rows):
+        pick = [per_row["pred"][i] for i in rows], [per_row["label"][i] for i in rows]
+        return {"loss": sum(per_row["loss"][i] for i in rows) / len(rows), "accuracy": metrics.accuracy(*pick),
+                "f1": metrics.macro_f1(*pick)}

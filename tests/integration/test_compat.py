@@ -80,8 +80,8 @@ def test_qlora_runs_whole_on_both_bitsandbytes_cpu_paths(bnb_cpu_path, task):
     latency, saving and merged latency, through the worker's own run."""
     r = run_in_process(spec_for(TINY[task], "qlora"))
     assert r.status == "ok", r.error
-    assert r.base_loss is not None and math.isfinite(r.base_loss)
-    assert math.isfinite(r.train_loss_first) and math.isfinite(r.train_loss_last) and math.isfinite(r.eval_loss)
+    assert r.score("loss", base=True) is not None and math.isfinite(r.score("loss", base=True))
+    assert math.isfinite(r.train_loss_first) and math.isfinite(r.train_loss_last) and math.isfinite(r.score("loss"))
     assert r.latency_ms_p50 > 0 and r.latency_ms_p50_merged > 0 and r.adapter_size_mb > 0
     assert 0 < r.merge_max_abs_diff < 1.0  # merged into 4-bit weights: close, not exact
 
@@ -95,7 +95,7 @@ def test_qlora_trains_the_same_on_both_paths(monkeypatch):
         monkeypatch.setattr(bnb_modules, "has_avx512bf16", lambda has=has: has)
         r = run_in_process(spec_for(TINY_CLASSIFICATION, "qlora"))
         assert r.status == "ok", r.error
-        losses.append((r.base_loss, r.train_loss_first, r.train_loss_last, r.eval_loss, r.peak_mem_mib))
+        losses.append((r.base, r.train_loss_first, r.train_loss_last, r.eval, r.peak_mem_mib))
     assert losses[0] == losses[1]
 
 

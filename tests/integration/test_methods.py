@@ -16,10 +16,10 @@ ALL = sorted(methods.load_all())
 COMMON = ["trainable_params", "total_params", "trainable_pct", "peak_mem_mib", "est_peak_mib", "peak_rss_mib",
           "train_s",
           "train_tokens_per_s", "train_loss_first", "train_loss_last", "latency_ms_p50", "latency_ms_p90",
-          "adapter_size_mb", "eval_loss", "base_loss", "wall_s"]
+          "adapter_size_mb", "latency_cv", "wall_s"]
 BY_TASK = {
-    "classification": ["eval_accuracy", "base_accuracy", "eval_f1", "base_f1"],
-    "causal_lm": ["eval_perplexity", "base_perplexity", "eval_exact_match", "base_exact_match", "gen_ms_per_token"],
+    "classification": [],
+    "causal_lm": ["gen_ms_per_token"],
 }
 
 
@@ -62,7 +62,16 @@ def test_method_runs_and_record_is_complete(records, task, name):
     assert r.status == "ok", r.error
     missing = [k for k in COMMON + BY_TASK[task] if getattr(r, k) is None]
     assert not missing, missing
-    assert math.isfinite(r.train_loss_first) and math.isfinite(r.train_loss_last) and math.isfinite(r.eval_loss)
+    from peftbench import metrics, tasks
+
+    wanted = tasks.get(task).metrics  # every metric of the task kind, before and after training
+    assert set(r.eval) == set(r.base) == set(wanted) and all(math.isfinite(v) for v in r.eval.values())
+    per_row = tasks.get(task).score_rows(r.eval_per_row, list(range(r.eval_rows)))  # the same scores, from the rows
+    assert per_row["loss"] == pytest.approx(r.eval["loss"], rel=1e-4)
+    assert {k: v for k, v in per_row.items() if k != "loss"} == pytest.approx(
+        {k: v for k, v in r.eval.items() if k != "loss"}, rel=1e-4)
+    assert metrics.PRIMARY[task] in wanted
+    assert math.isfinite(r.train_loss_first) and math.isfinite(r.train_loss_last)
     assert 0 < r.trainable_params <= r.total_params
     assert r.trainable_pct == pytest.approx(100 * r.trainable_params / r.total_params)
     assert r.peak_mem_mib > 0 and r.peak_rss_mib > r.peak_mem_mib  # RSS holds the tensors and the interpreter too

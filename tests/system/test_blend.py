@@ -46,8 +46,8 @@ def test_blend_scores_every_task_at_every_weight(trained):
         assert all({"loss", "perplexity", "exact_match"} <= set(s) for s in r["scores"].values())
     # `cat` sums the weighted updates exactly: weight 1 on one adapter and 0 on the other is that adapter alone,
     # so its score on its own task is what its training run measured.
-    assert rows[0]["scores"]["copy"]["loss"] == pytest.approx(copy_rec.eval_loss, rel=1e-5)
-    assert rows[2]["scores"]["reverse"]["loss"] == pytest.approx(rev_rec.eval_loss, rel=1e-5)
+    assert rows[0]["scores"]["copy"]["loss"] == pytest.approx(copy_rec.score('loss'), rel=1e-5)
+    assert rows[2]["scores"]["reverse"]["loss"] == pytest.approx(rev_rec.score('loss'), rel=1e-5)
     assert rows[1]["scores"]["copy"]["loss"] != rows[0]["scores"]["copy"]["loss"]
 
 

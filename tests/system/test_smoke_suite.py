@@ -31,8 +31,9 @@ def test_every_smoke_method_runs_through_the_cli(tmp_path, monkeypatch):
     bad = {r.run: f"{r.status}: {r.error}" for r in records if r.status != "ok" or r.error}
     assert not bad, bad  # an error on an ok run: e.g. a worker that crashed at exit after writing its record
     for r in records:
-        for name in ("base_loss", "base_accuracy", "eval_loss", "eval_accuracy", "train_loss_last"):
-            assert math.isfinite(getattr(r, name)), (r.run, name)
+        for value in (r.score("loss", base=True), r.score("accuracy", base=True), r.score("loss"),
+                      r.score("accuracy"), r.train_loss_last):
+            assert value is not None and math.isfinite(value), r.run
         assert r.latency_ms_p50 > 0 and r.peak_mem_mib > 0 and r.trainable_params > 0
         mergeable = methods.get(r.method).unmergeable_reason() is None
         assert (r.latency_ms_p50_merged is not None) == mergeable, r.run

@@ -102,7 +102,7 @@ def test_report_table_and_exports(tmp_path):
     store = ResultStore(tmp_path / "run")
     store.create({"runs": [{"name": "lora-r8"}, {"name": "prompt"}]})
     store.write(RunRecord(run="lora-r8", method="lora", status="ok", trainable_params=1000,
-                          trainable_pct=0.1, base_accuracy=0.5, eval_accuracy=0.9, peak_mem_mib=12.5))
+                          trainable_pct=0.1, base={"accuracy": 0.5}, eval={"accuracy": 0.9}, peak_mem_mib=12.5))
     store.write(RunRecord(run="prompt", method="prompt", status="timeout", error="no result after 5 s"))
     result = invoke("report", store.root, "--csv", tmp_path / "r.csv", "--json", tmp_path / "r.json")
     assert result.exit_code == 0, result.output
@@ -110,6 +110,7 @@ def test_report_table_and_exports(tmp_path):
     assert "prompt: timeout: no result after 5 s" in result.stdout
     assert len((tmp_path / "r.csv").read_text().strip().splitlines()) == 3
     assert [r["run"] for r in json.loads((tmp_path / "r.json").read_text())] == ["lora-r8", "prompt"]
+    assert json.loads((tmp_path / "r.json").read_text())[0]["eval"] == {"accuracy": 0.9}
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
@@ -142,9 +143,9 @@ def test_run_stops_when_a_cpu_run_cannot_fit_in_memory(tmp_path, tiny_cls, monke
 def _folder(tmp_path):
     store = ResultStore(tmp_path / "run")
     store.create({"suite_sha256": "x", "runs": [{"name": "lora-r8"}, {"name": "ia3"}, {"name": "full"}]})
-    store.write(RunRecord(run="lora-r8", method="lora", status="ok", eval_accuracy=0.9))
-    store.write(RunRecord(run="full", method="full", status="ok", eval_accuracy=0.95))
-    text = json.dumps({"run": "ia3", "method": "ia3", "status": "ok", "eval_accuracy": 0.8})
+    store.write(RunRecord(run="lora-r8", method="lora", status="ok", eval={"accuracy": 0.9}))
+    store.write(RunRecord(run="full", method="full", status="ok", eval={"accuracy": 0.95}))
+    text = json.dumps({"run": "ia3", "method": "ia3", "status": "ok", "eval": {"accuracy": 0.8}})
     (store.runs_dir / "ia3.json").write_text(text[: len(text) // 2])  # a write cut short
     return store
 

@@ -132,8 +132,8 @@ def _results(tmp_path, task="causal_lm", model="llama-2-7b"):
     store.create({"resolved_suite": {"model": {"name": model, "task": task}}, "runs": []})
     for name, mtype, settings, em in (("lora-r8", "lora", {"ranks": [8]}, 0.40), ("ia3", "ia3", {}, 0.46),
                                       ("prompt", "prompt", {}, 0.10), ("full", "full", {}, 0.41)):
-        store.write(RunRecord(run=name, method=mtype, settings=settings, status="ok", eval_exact_match=em,
-                              eval_perplexity=3.0))
+        store.write(RunRecord(run=name, method=mtype, settings=settings, status="ok",
+                              eval={"exact_match": em, "perplexity": 3.0}))
     return store.root
 
 

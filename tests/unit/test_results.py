@@ -24,7 +24,7 @@ def test_csv_has_the_documented_columns():
 def test_store_roundtrip_order_and_exports(tmp_path):
     store = ResultStore(tmp_path / "r")
     store.create({"runs": [{"name": "lora-r8"}, {"name": "full"}]})
-    store.write(RunRecord(run="full", method="full", status="ok", trainable_params=10, eval_accuracy=0.9))
+    store.write(RunRecord(run="full", method="full", status="ok", trainable_params=10, eval={"accuracy": 0.9}))
     store.write(RunRecord(run="lora-r8", method="lora", status="oom", error="CUDA out of memory"))
     assert store.has("full") and not store.has("prompt")
     records = store.records()
@@ -34,7 +34,8 @@ def test_store_roundtrip_order_and_exports(tmp_path):
     assert len(rows) == 2 and list(rows[0]) == CSV_COLUMNS
     assert rows[1]["trainable_params"] == "10" and rows[0]["status"] == "oom"
     export_json(records, tmp_path / "out.json")
-    assert json.loads((tmp_path / "out.json").read_text())[1]["eval_accuracy"] == 0.9
+    assert json.loads((tmp_path / "out.json").read_text())[1]["eval"] == {"accuracy": 0.9}
+    assert rows[1]["eval_accuracy"] == "0.9" and rows[1]["base_accuracy"] == ""  # the CSV flattens the scores
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
@@ -54,8 +55,9 @@ def test_record_from_dict_ignores_unknown_keys():
 
 def test_records_written_before_the_rename_read_as_today():
     """Until 2026-12-02 a record's `method` held the run's name and `method_type` the method."""
-    old = RunRecord.from_dict({"method": "lora-r8", "method_type": "lora", "status": "ok", "eval_accuracy": 0.9})
-    assert (old.run, old.method, old.eval_accuracy) == ("lora-r8", "lora", 0.9)
+    old = RunRecord.from_dict({"method": "lora-r8", "method_type": "lora", "status": "ok", "eval_accuracy": 0.9,
+                               "base_accuracy": 0.5, "eval_f1": None})
+    assert (old.run, old.method, old.eval, old.base) == ("lora-r8", "lora", {"accuracy": 0.9}, {"accuracy": 0.5})
 
 
 def test_a_narrow_terminal_keeps_every_run_name_and_says_what_it_left_out():
@@ -68,7 +70,8 @@ def test_a_narrow_terminal_keeps_every_run_name_and_says_what_it_left_out():
     records = [RunRecord(run=name, method=name.split("-")[0], status="ok", trainable_params=148_224,
                          trainable_pct=0.65, peak_mem_mib=150.3, est_peak_mib=150.7, peak_rss_mib=789.0,
                          train_tokens_per_s=1361.0, latency_ms_p50=8.4, latency_ms_p50_merged=6.76,
-                         adapter_size_mb=0.6, base_accuracy=0.565, eval_accuracy=0.995, base_f1=0.431, eval_f1=0.995)
+                         adapter_size_mb=0.6, base={"accuracy": 0.565, "f1": 0.431},
+                         eval={"accuracy": 0.995, "f1": 0.995})
                for name in ("full", "lora-r16", "qlora-r8", "a-rather-long-run-name")]
     for width, expect_left_out in ((80, True), (120, True), (250, False)):
         buf = io.StringIO()
