@@ -125,6 +125,7 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
     from .results import export_csv
     from .runner import preflight, run_suite
     from .suite import load_suite
+    from .summary import summarize, summary_frame
 
     loaded = load_suite(suite_file)
     if resume is None:
@@ -135,11 +136,14 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
         store = run_suite(loaded, results_dir, resume, progress)
     records = store.records()
     export_csv(records, store.root / "results.csv")
+    summary_frame(summarize(records)).to_csv(store.root / "summary.csv", index=False)
     print_records(records, out, title=f"{loaded.suite.name}: {store.root}",
                   lock_note=manifest_lock_note(store.manifest()), unreadable=store.unreadable_note(),
                   logs=store.logs_dir)
     ok = sum(r.status == "ok" for r in records)
-    where = f"records {store.root}/runs/, CSV {store.root}/results.csv, worker logs {store.root}/logs/"
+    where = (f"records {store.root}/runs/, CSV {store.root}/results.csv (a row per record) and summary.csv (a "
+             f"row per run, over its seeds), worker logs "
+             f"{store.root}/logs/")
     if (store.root / "adapters").is_dir():
         where += f", adapters {store.root}/adapters/"
     out.print(f"{ok}/{len(records)} runs ok: {where}", highlight=False)
@@ -179,39 +183,119 @@ def _check_output(path: Path, option: str, results: Path, force: bool) -> None:
         raise PeftbenchError(f"{option} {path} exists; add --force to overwrite it")
 
 
-@main.command()
-@click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a CSV, a row per run.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the records as JSON.")
-@click.option("--force", is_flag=True, help="Overwrite an existing --csv or --json file.")
-def report(results: Path, csv_path: Path | None, json_path: Path | None, force: bool) -> None:
-    """Show the results table of a run directory again, and export it."""
-    from .environment import manifest_lock_note
-    from .report import print_records
-    from .results import ResultStore, export_csv, export_json
+def _open_results(results: Path):
+    """(store, records) of a results folder, or one line of error."""
+    from .results import ResultStore
 
     store = ResultStore(results)
     if not store.runs_dir.is_dir():
         raise PeftbenchError(f"{results}: no runs/ directory (not a peftbench results directory)")
-    for path, option in ((csv_path, "--csv"), (json_path, "--json")):
-        if path is not None:
-            _check_output(path, option, results, force)
     records = store.records()
     if not records:
         why = f" ({store.unreadable_note()})" if store.unreadable else ""
         raise PeftbenchError(f"{results}: no finished runs yet{why}")
+    return store, records
+
+
+def _check_plot_target(path: Path, results: Path, force: bool) -> None:
+    """--plot: a .png file (as _check_output), or a folder whose plot files are not overwritten without --force."""
+    from .plots import PLOTS
+
+    if path.suffix.lower() == ".png":
+        _check_output(path, "--plot", results, force)
+        return
+    if path.exists() and not path.is_dir():
+        raise PeftbenchError(f"--plot {path}: is a file; give a folder, or a file ending in .png")
+    _check_writable_dir(path, "--plot")
+    there = [n for n in PLOTS if (path / n).exists()]
+    if there and not force:
+        raise PeftbenchError(f"--plot {path}: {', '.join(there)} exist there; add --force to overwrite them")
+
+
+@main.command()
+@click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the table as CSV: one row per run, each figure's mean with its 95% interval.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the same rows as JSON.")
+@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the same rows as Parquet.")
+@click.option("--per-seed", is_flag=True,
+              help="Export one row per (run, seed): the records themselves, as in results.csv.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path),
+              help="Write the plots as PNG: into this folder, one file each, or all as panels of one .png file.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one self-contained HTML page: table, plots, estimate vs measurement, environment, suite.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+def report(results: Path, csv_path: Path | None, json_path: Path | None, parquet_path: Path | None, per_seed: bool,
+           plot_path: Path | None, html_path: Path | None, force: bool) -> None:
+    """Show the results table of a run directory again (per run: the mean over its seeds with a 95% interval),
+    and export it, plot it, or write it as one HTML page."""
+    from .environment import manifest_lock_note
+    from .report import print_records
+
+    for path, option in ((csv_path, "--csv"), (json_path, "--json"), (parquet_path, "--parquet"),
+                         (html_path, "--html")):
+        if path is not None:
+            _check_output(path, option, results, force)
+    if plot_path is not None:
+        _check_plot_target(plot_path, results, force)
+    store, records = _open_results(results)
     manifest = store.manifest_or_none()
     note = manifest_lock_note(manifest) if manifest is not None else None
     print_records(records, out, title=str(results), lock_note=note, unreadable=store.unreadable_note(),
                   logs=store.logs_dir)
-    if csv_path:
-        export_csv(records, csv_path)
-        out.print(f"wrote {csv_path} ({len(records)} rows)", highlight=False)
-    if json_path:
-        export_json(records, json_path)
-        out.print(f"wrote {json_path} ({len(records)} records)", highlight=False)
+    if not (csv_path or json_path or parquet_path or plot_path or html_path):
+        return
+    from .summary import summarize
+
+    runs = summarize(records)
+    if csv_path or json_path or parquet_path:
+        from .results import to_frame
+        from .summary import summary_frame
+
+        frame = to_frame(records) if per_seed else summary_frame(runs)
+        what = f"{len(frame)} {'records' if per_seed else 'runs'}"
+        if csv_path:
+            frame.to_csv(csv_path, index=False)
+            out.print(f"wrote {csv_path} ({what})", highlight=False)
+        if json_path:
+            if per_seed:
+                from .results import export_json
+
+                export_json(records, json_path)
+            else:
+                frame.to_json(json_path, orient="records", indent=2)
+            out.print(f"wrote {json_path} ({what})", highlight=False)
+        if parquet_path:
+            frame.to_parquet(parquet_path, index=False)
+            out.print(f"wrote {parquet_path} ({what})", highlight=False)
+    if plot_path:
+        from . import plots
+
+        written = plots.write(runs, plot_path)
+        out.print(f"wrote {', '.join(map(str, written))}" if written else "no plots: no run has the figures they "
+                  "need", highlight=False)
+    if html_path:
+        from .page import page
+
+        html_path.write_text(page(runs, manifest, manifest.get("suite_name", str(results)) if manifest else
+                                  str(results), [note, store.unreadable_note()]))
+        out.print(f"wrote {html_path} (self-contained: plots embedded, nothing fetched)", highlight=False)
+
+
+@main.command()
+@click.argument("before", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("after", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--all", "show_all", is_flag=True, help="List every figure, also those that did not move.")
+def compare(before: Path, after: Path, show_all: bool) -> None:
+    """What moved between two results folders of the same suite (another library version, another machine), per
+    run and figure, and whether it moved beyond the noise. Exit code 0 whatever moved."""
+    from .compare import compare_stores, print_comparison
+
+    (store_a, records_a), (store_b, records_b) = _open_results(before), _open_results(after)
+    result = compare_stores(records_a, records_b, store_a.manifest_or_none(), store_b.manifest_or_none())
+    print_comparison(result, out, str(before), str(after), show_all)
 
 
 @main.command("models")

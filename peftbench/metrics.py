@@ -58,12 +58,18 @@ MEASURES: dict[str, Measure] = {m.name: m for m in (
     Measure("trainable_params", "trainable", "params", ",.0f", False, exact=True),
     Measure("peak_mem_mib", "peak tensor", "MiB", ",.1f", False, exact=True),
     Measure("est_peak_mib", "estimate", "MiB", ",.1f", False, exact=True),
+    Measure("peak_reserved_mib", "peak reserved", "MiB", ",.1f", False),
     Measure("peak_rss_mib", "peak RSS", "MiB", ",.0f", False),
     Measure("train_tokens_per_s", "train", "tok/s", ",.0f", True),
+    Measure("train_s", "train time", "s", ",.2f", False),
     Measure("latency_ms_p50", "latency p50", "ms", ".2f", False),
+    Measure("latency_ms_p90", "latency p90", "ms", ".2f", False),
     Measure("latency_ms_p50_merged", "latency p50 merged", "ms", ".2f", False),
     Measure("gen_ms_per_token", "generation", "ms/token", ".2f", False),
+    Measure("gen_ms_per_token_merged", "generation merged", "ms/token", ".2f", False),
+    Measure("latency_cv", "latency CV", "", ".3f", False),
     Measure("adapter_size_mb", "adapter", "MB", ",.2f", False, exact=True),
+    Measure("wall_s", "wall", "s", ",.1f", False),
 )}
 
 # The score a task kind ranks methods by (the recommender, the Pareto plots), best first.
@@ -73,6 +79,41 @@ PRIMARY = {"classification": "accuracy", "causal_lm": "exact_match"}
 def for_task(task: str) -> list[Metric]:
     """The metrics the task kind's evaluation computes, loss first."""
     return [m for m in METRICS.values() if task in m.tasks]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One number of a run that the summary, the CSV, `compare` and the plots treat alike: a measure, or a score
+    after training (`eval_<metric>`) or before it (`base_<metric>`). `key` is its CSV column."""
+
+    key: str
+    label: str
+    unit: str
+    fmt: str
+    higher_is_better: bool
+    exact: bool  # a repeat of the same seed on the same machine gives the same value (Measure.exact)
+    metric: str | None = None  # the score's metric name; None for a measure
+    base: bool = False  # the score before training
+
+    def value(self, record) -> float | None:
+        """The figure of one record (a results.RunRecord), None where it has none."""
+        if self.metric is not None:
+            return record.score(self.metric, base=self.base)
+        return getattr(record, self.key)
+
+
+def figures() -> list[Figure]:
+    """Every figure, in the order the CSV summary and `compare` list them: scores after training, the measures,
+    then the scores before training."""
+    def score(m: Metric, base: bool) -> Figure:
+        return Figure(f"{'base' if base else 'eval'}_{m.name}", f"{'base ' if base else ''}{m.label}", "", m.fmt,
+                      m.higher_is_better, False, m.name, base)
+
+    measures = [Figure(m.name, m.label, m.unit, m.fmt, m.higher_is_better, m.exact) for m in MEASURES.values()]
+    return [score(m, False) for m in METRICS.values()] + measures + [score(m, True) for m in METRICS.values()]
+
+
+FIGURES: dict[str, Figure] = {f.key: f for f in figures()}
 
 
 def accuracy(preds: Sequence[int], labels: Sequence[int]) -> float:

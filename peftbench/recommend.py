@@ -327,13 +327,20 @@ def _metric(rec) -> tuple[str, float] | None:
 
 
 def load_measured(results: Path, task: str):
-    """The ok records of a peftbench results directory, checked against the requested task."""
+    """One record per run of a peftbench results directory, checked against the requested task: its first ok
+    seed's, with every score replaced by the mean over the run's ok seeds (summary.py), so a run of several seeds
+    counts once, by its mean."""
+    from dataclasses import replace
+
     from .results import ResultStore
+    from .summary import summarize
 
     store = ResultStore(results)
     if not store.runs_dir.is_dir():
         raise PeftbenchError(f"--results {results}: not a peftbench results directory (no runs/)")
-    records = [r for r in store.records() if r.status == "ok" and _metric(r) is not None]
+    runs = [s for s in summarize(store.records(), rows=False) if s.ok]
+    means = [replace(s.ok[0], eval={m: s.mean(f"eval_{m}") for m in s.ok[0].eval}) for s in runs]
+    records = [r for r in means if _metric(r) is not None]
     if not records:
         raise PeftbenchError(f"--results {results}: no finished run with an evaluation score")
     manifest = store.manifest_or_none() or {}

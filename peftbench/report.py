@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .metrics import METRICS, PRIMARY, Metric
+from .metrics import FIGURES, METRICS, PRIMARY, Figure, Metric
 from .results import RunRecord
+from .stats import FDR, LEVEL, Interval
+from .summary import RunSummary, best, primary_figure, summarize, versus_best
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "oom": "magenta", "timeout": "yellow", "skipped": "dim"}
 
@@ -20,7 +22,21 @@ def _num(v: float | int | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def _params(r: RunRecord) -> str:
+def _iv(iv: Interval | None, fmt: str) -> str:
+    """A mean, with ± the half-width of its 95% interval when there is one."""
+    if iv is None:
+        return "-"
+    hw = iv.half_width
+    return format(iv.mean, fmt) if iv.n < 2 or hw is None else f"{format(iv.mean, fmt)} ± {format(hw, fmt)}"
+
+
+def _fig(key: str) -> Callable[[RunSummary], str]:
+    fig = FIGURES[key]
+    return lambda s: _iv(s.figures.get(key), fig.fmt)
+
+
+def _params(s: RunSummary) -> str:
+    r = s.first
     if r.trainable_params is None:
         return "-"
     n = r.trainable_params
@@ -28,71 +44,101 @@ def _params(r: RunRecord) -> str:
     return f"{human} ({r.trainable_pct:.2f}%)" if r.trainable_pct is not None else human
 
 
-def _gain(base: float | None, final: float | None, fmt: str) -> str:
-    if final is None:
+def _estimate(s: RunSummary) -> str:
+    est, peak = s.mean("est_peak_mib"), s.mean("peak_mem_mib")
+    if est is None:
         return "-"
-    return f"{format(base, fmt)} → {format(final, fmt)}" if base is not None else format(final, fmt)
+    return f"{est:,.1f}" if not peak else f"{est:,.1f} ({100 * (est - peak) / peak:+.0f}%)"
 
 
-def _estimate(r: RunRecord) -> str:
-    if r.est_peak_mib is None:
+def _latency(s: RunSummary) -> str:
+    if "latency_ms_p50" not in s.figures:
         return "-"
-    if not r.peak_mem_mib:
-        return f"{r.est_peak_mib:,.1f}"
-    return f"{r.est_peak_mib:,.1f} ({100 * (r.est_peak_mib - r.peak_mem_mib) / r.peak_mem_mib:+.0f}%)"
+    merged = s.figures.get("latency_ms_p50_merged")
+    return _iv(s.figures["latency_ms_p50"], ".2f") + (f" ({_iv(merged, '.2f')})" if merged is not None else "")
 
 
-def _latency(r: RunRecord) -> str:
-    if r.latency_ms_p50 is None:
-        return "-"
-    merged = f" ({r.latency_ms_p50_merged:.2f})" if r.latency_ms_p50_merged is not None else ""
-    return f"{r.latency_ms_p50:.2f}{merged}"
+def _score(m: Metric) -> Callable[[RunSummary], str]:
+    def cell(s: RunSummary) -> str:
+        final = s.figures.get(f"eval_{m.name}")
+        if final is None:
+            return "-"
+        base = s.figures.get(f"base_{m.name}")
+        return f"{format(base.mean, m.fmt)} → {_iv(final, m.fmt)}" if base is not None else _iv(final, m.fmt)
+    return cell
+
+
+def _rows(key: str) -> Callable[[RunSummary], str]:
+    fmt = FIGURES[key].fmt
+
+    def cell(s: RunSummary) -> str:
+        iv = s.rows.get(key)
+        return "-" if iv is None or iv.lo is None else f"[{format(iv.lo, fmt)}, {format(iv.hi, fmt)}]"
+    return cell
+
+
+def _versus(fig: Figure, diffs: dict, top: str | None) -> Callable[[RunSummary], str]:
+    def cell(s: RunSummary) -> str:
+        if s.run == top:
+            return "[bold]best[/]"
+        d = diffs.get(s.run)
+        if d is None:
+            return "-"
+        style = "" if d.beyond_noise else "dim"
+        text = f"{format(d.mean, '+' + fig.fmt.lstrip(','))} {d.verdict}"
+        return f"[{style}]{text}[/]" if style else text
+    return cell
 
 
 @dataclass(frozen=True)
 class Column:
     header: str
-    cell: Callable[[RunRecord], str]
+    cell: Callable[[RunSummary], str]
     priority: int  # 0: always shown; higher numbers are the first to go in a narrow terminal
     right: bool = True
 
 
-def _columns(records: list[RunRecord]) -> list[Column]:
+def table_columns(runs: list[RunSummary]) -> list[Column]:
     """The table's columns in display order, each with its priority: which run it is and how it went first, then
     the scores, then memory, size and time."""
-    causal = any(r.gen_ms_per_token is not None for r in records)
     cols = [
-        Column("run", lambda r: r.run, 0, right=False),
-        Column("status", lambda r: f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]", 0, right=False),
+        Column("run", lambda s: s.run, 0, right=False),
+        Column("status", lambda s: f"[{STATUS_STYLE.get(s.status.split()[0], '')}]{s.status}[/]", 0, right=False),
+    ]
+    if any(len(s.ok) > 1 for s in runs):
+        cols.append(Column("seeds", lambda s: str(len(s.ok)), 0))
+    cols += [
         Column("trainable (%)", _params, 3),
-        Column("peak tensor MiB", lambda r: _num(r.peak_mem_mib, ",.1f"), 2),
+        Column("peak tensor MiB", _fig("peak_mem_mib"), 2),
         Column("estimate MiB (err)", _estimate, 6),
-        Column("peak RSS MiB", lambda r: _num(r.peak_rss_mib, ",.0f"), 9),
-        Column("train tok/s", lambda r: _num(r.train_tokens_per_s, ",.0f"), 5),
+        Column("peak RSS MiB", _fig("peak_rss_mib"), 9),
+        Column("train tok/s", _fig("train_tokens_per_s"), 5),
         Column("latency p50 ms (merged)", _latency, 4),
     ]
-    if causal:
-        cols.append(Column("gen ms/tok", lambda r: _num(r.gen_ms_per_token, ".2f"), 7))
-    cols.append(Column("adapter MB", lambda r: _num(r.adapter_size_mb, ",.2f"), 8))
+    if any("gen_ms_per_token" in s.figures for s in runs):
+        cols.append(Column("gen ms/tok", _fig("gen_ms_per_token"), 7))
+    cols.append(Column("adapter MB", _fig("adapter_size_mb"), 8))
     for m in METRICS.values():  # every score the runs have but the loss, as the metric registry defines it
-        if m.name != "loss" and any(m.name in r.eval or m.name in r.base for r in records):
+        if m.name != "loss" and any(f"eval_{m.name}" in s.figures for s in runs):
             important = m.name in PRIMARY.values() or m.name == "perplexity"
             cols.append(Column(f"{m.label} base → eval", _score(m), 1 if important else 7))
+    fig = primary_figure(runs)
+    if fig is not None:
+        if any(fig.key in s.rows for s in runs):
+            cols.append(Column(f"{fig.label} 95% over rows", _rows(fig.key), 6))
+        top = best(runs, fig)
+        cols.append(Column(f"vs best {fig.label}", _versus(fig, versus_best(runs, fig), top and top.run), 1))
     return cols
 
 
-def _score(m: Metric) -> Callable[[RunRecord], str]:
-    return lambda r: _gain(r.score(m.name, base=True), r.score(m.name), m.fmt)
-
-
-def _fit(cols: list[Column], records: list[RunRecord], width: int | None) -> tuple[list[Column], list[Column]]:
+def _fit(cols: list[Column], runs: list[RunSummary], width: int | None) -> tuple[list[Column], list[Column]]:
     """(shown, left out): the most important columns that fit in `width` characters without squeezing any (rich
     would otherwise shrink the run names to nothing); all of them when the width is unknown."""
     if width is None:
         return cols, []
 
     def need(c: Column) -> int:  # the longest cell or header, plus the borders and padding rich puts around it
-        cells = [Text.from_markup(c.cell(r)).cell_len for r in records]
+        cells = [Text.from_markup(c.cell(s)).cell_len for s in runs]
         return max([len(c.header), *cells]) + 3
 
     shown, used = [], 1
@@ -103,36 +149,69 @@ def _fit(cols: list[Column], records: list[RunRecord], width: int | None) -> tup
     return [c for c in cols if c in shown], [c for c in cols if c not in shown]
 
 
-def records_table(records: list[RunRecord], title: str = "", width: int | None = None) -> tuple[Table, list[str]]:
-    """One row per run with the CSV's most-read columns (docs/columns.md), as many as fit in `width`; and the
-    headers of the columns left out."""
-    shown, left_out = _fit(_columns(records), records, width)
+def summary_table(runs: list[RunSummary], title: str = "", width: int | None = None) -> tuple[Table, list[str]]:
+    """One row per run (over its seeds) with the CSV's most-read columns (docs/columns.md), as many as fit in
+    `width`; and the headers of the columns left out."""
+    shown, left_out = _fit(table_columns(runs), runs, width)
     table = Table(title=title or None, header_style="bold", title_justify="left")
     for c in shown:
         table.add_column(c.header, justify="right" if c.right else "left", no_wrap=True)
-    for r in records:
-        table.add_row(*(c.cell(r) for c in shown))
+    for s in runs:
+        table.add_row(*(c.cell(s) for c in shown))
     return table, [c.header for c in left_out]
+
+
+def records_table(records: list[RunRecord], title: str = "", width: int | None = None) -> tuple[Table, list[str]]:
+    """summary_table of the records' runs."""
+    return summary_table(summarize(records), title, width)
+
+
+def how_sure(runs: list[RunSummary]) -> str:
+    """What the ± , the row intervals and the verdicts mean, for the lines under a table."""
+    parts = []
+    if any(len(s.ok) > 1 for s in runs):
+        parts.append(f"a ± b: mean over the seeds ± half-width of the {LEVEL:.0%} Student-t interval")
+    if any(s.rows for s in runs):
+        parts.append(f"over rows: {LEVEL:.0%} percentile bootstrap over the evaluation rows of the first seed")
+    fig = primary_figure(runs)
+    if fig is not None and len(runs) > 1:
+        parts.append(f"vs best: difference to the best run's {fig.label}, paired by seed (with one seed: over the "
+                     f"evaluation rows), Benjamini-Hochberg at FDR {FDR:g}; within noise = its interval holds 0")
+    return "; ".join(parts)
+
+
+def _log(logs: Path | None, r: RunRecord) -> str:
+    if logs is None:
+        return ""
+    for name in (f"{r.run}@s{r.seed}.log", f"{r.run}.log"):
+        if (logs / name).is_file():
+            return f" (log: {logs / name})"
+    return ""
 
 
 def print_records(records: list[RunRecord], console: Console | None = None, title: str = "",
                   lock_note: str | None = None, unreadable: str | None = None, logs: Path | None = None) -> None:
-    """The table, every failed run's error, what peak memory counts, `lock_note` (environment.lock_note) and the
-    files of the folder that could not be read."""
+    """The table, every failed run's error, what peak memory counts and what the intervals are, `lock_note`
+    (environment.lock_note) and the files of the folder that could not be read."""
     console = console or Console()
-    table, left_out = records_table(records, title, console.width)
+    runs = summarize(records)
+    table, left_out = summary_table(runs, title, console.width)
     console.print(table)
     if left_out:
         console.print(f"not shown at this width ({console.width} columns): {', '.join(left_out)}; every column is "
                       "in results.csv (peftbench report DIR --csv FILE)", style="dim", highlight=False)
+    seeded = any(len(s.ok) + len(s.not_ok) > 1 for s in runs)
     for r in records:
         if r.status != "ok" and r.error:
-            log = f" (log: {logs / (r.run + '.log')})" if logs is not None and (logs / f"{r.run}.log").is_file() else ""
-            console.print(f"[bold]{r.run}[/]: {r.status}: {r.error}{log}", highlight=False)
+            name = f"{r.run}@s{r.seed}" if seeded and r.seed is not None else r.run
+            console.print(f"[bold]{name}[/]: {r.status}: {r.error}{_log(logs, r)}", highlight=False)
     if records:
         kinds = sorted({r.peak_mem_kind for r in records if r.peak_mem_kind})
         if kinds:
             console.print(f"peak tensor memory: {'; '.join(kinds)}. peak RSS: whole worker process.", style="dim")
+    sure = how_sure(runs)
+    if sure:
+        console.print(sure, style="dim", highlight=False)
     if lock_note:
         console.print(f"note: {lock_note}", style="yellow", highlight=False)
     if unreadable:

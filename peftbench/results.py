@@ -6,6 +6,7 @@ Layout of a results directory:
     runs/<key>.json        one record per finished run, written atomically (temp file + os.replace); <key> is the
                            run's name, or <run>@s<seed> in a suite with several seeds
     logs/<key>.log         the worker's stderr and non-protocol stdout
+    results.csv            one row per record (run, seed); summary.csv: one row per run, over its seeds
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def atomic_write_json(path: Path, data: Any) -> None:
 class ResultStore:
     """A results directory: manifest + one JSON record per run."""
 
-    OWN = ("manifest.json", "results.csv", "runs", "logs", "specs", "adapters")  # what a run writes in its folder
+    # what a run writes in its folder
+    OWN = ("manifest.json", "results.csv", "summary.csv", "runs", "logs", "specs", "adapters")
 
     def __init__(self, root: str | Path):
         self.root = Path(root)

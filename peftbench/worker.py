@@ -44,7 +44,7 @@ def emit(event: str, **fields: Any) -> None:
 
 
 def _maybe_die(phase: str | None) -> None:
-    """Fault injection for the reliability tests: PEFTBENCH_FAULT=<run>:<phase> makes this worker SIGKILL itself
+    """Fault injection for the reliability tests: PEFTBENCH_FAULT=<key>:<phase> makes this worker SIGKILL itself
     when it enters that phase, as a segfault or the kernel's OOM killer would."""
     fault = os.environ.get("PEFTBENCH_FAULT")
     if fault and phase and fault == f"{_run_name}:{phase}":
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     spec_path, result_path = (argv or sys.argv[1:])[:2]
     spec = WorkerSpec.read(Path(spec_path))
     global _run_name
-    _run_name = spec.run.name
+    _run_name = spec.run.key  # with seeds, <run>@s<seed>: one seed can be made to fail
     record = new_record(spec)
     try:
         run(spec, record)

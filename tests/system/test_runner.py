@@ -112,3 +112,33 @@ def test_run_exits_1_when_a_run_fails_and_resume_runs_only_that_one_again(tmp_pa
     assert "ia3: kept from the earlier run" in result.stderr
     assert (run_dir / "runs" / "ia3.json").read_bytes() == kept
     assert json.loads((run_dir / "runs" / "lora-r4.json").read_text())["status"] == "ok"
+
+
+def test_seeds_are_separate_workers_and_records_and_resume_treats_them_so(tmp_path, tiny_causal, monkeypatch):
+    from ..conftest import invoke
+
+    monkeypatch.setenv("PEFTBENCH_FAULT", "lora-r4@s1:train")  # one seed's worker dies
+    suite_path = write_suite(tmp_path, {**tiny_causal, "seeds": [0, 1, 2]})
+    results = tmp_path / "results"
+    result = invoke("run", suite_path, "--results-dir", results)
+    assert result.exit_code == 1, result.output
+    (run_dir,) = results.glob("*/")
+    names = sorted(p.stem for p in (run_dir / "runs").glob("*.json"))
+    assert names == ["lora-r4@s0", "lora-r4@s1", "lora-r4@s2"]
+    records = {n: json.loads((run_dir / "runs" / f"{n}.json").read_text()) for n in names}
+    assert [records[n]["seed"] for n in names] == [0, 1, 2]
+    assert records["lora-r4@s1"]["status"] == "failed" and "SIGKILL" in records["lora-r4@s1"]["error"]
+    ok = [records["lora-r4@s0"], records["lora-r4@s2"]]
+    assert ok[0]["status"] == ok[1]["status"] == "ok"
+    # the seed drives the adapter's initial draws and the data order: the same run, different training
+    assert ok[0]["train_loss_first"] != ok[1]["train_loss_first"]
+    assert "lora-r4" in result.stdout and "ok 2/3" in result.stdout
+
+    monkeypatch.delenv("PEFTBENCH_FAULT")
+    kept = (run_dir / "runs" / "lora-r4@s0.json").read_bytes()
+    result = invoke("run", suite_path, "--resume", run_dir)
+    assert result.exit_code == 0, result.output
+    assert "lora-r4@s0: kept from the earlier run" in result.stderr and "lora-r4@s1: run again" in result.stderr
+    assert (run_dir / "runs" / "lora-r4@s0.json").read_bytes() == kept
+    summary = (run_dir / "summary.csv").read_text().splitlines()
+    assert len(summary) == 2 and ",ok,3,0 1 2," in summary[1]

@@ -109,8 +109,10 @@ def test_report_table_and_exports(tmp_path):
     assert "lora-r8" in result.stdout and "0.500 → 0.900" in result.stdout
     assert "prompt: timeout: no result after 5 s" in result.stdout
     assert len((tmp_path / "r.csv").read_text().strip().splitlines()) == 3
-    assert [r["run"] for r in json.loads((tmp_path / "r.json").read_text())] == ["lora-r8", "prompt"]
-    assert json.loads((tmp_path / "r.json").read_text())[0]["eval"] == {"accuracy": 0.9}
+    summary = json.loads((tmp_path / "r.json").read_text())  # one row per run, its mean over seeds
+    assert [r["run"] for r in summary] == ["lora-r8", "prompt"] and summary[0]["eval_accuracy"] == 0.9
+    assert invoke("report", store.root, "--json", tmp_path / "p.json", "--per-seed").exit_code == 0
+    assert json.loads((tmp_path / "p.json").read_text())[0]["eval"] == {"accuracy": 0.9}  # the records themselves
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])

@@ -37,9 +37,27 @@ def test_the_columns_table_names_only_real_fields():
     first_cells = re.findall(r"^\| (`[^|]+`) \|", text, re.M)
     named = {n for cell in first_cells for n in re.findall(r"`([a-z0-9_<>]+)`", cell)}
     from peftbench.metrics import METRICS
+    from peftbench.summary import summary_columns
 
-    real = {f.name for f in fields(RunRecord)} | set(CSV_COLUMNS) | set(METRICS) | {"eval_<metric>", "base_<metric>"}
+    patterns = {"eval_<metric>", "base_<metric>", "<figure>", "<figure>_lo", "<figure>_hi", "eval_<metric>_rows_lo",
+                "eval_<metric>_rows_hi"}
+    real = {f.name for f in fields(RunRecord)} | set(CSV_COLUMNS) | set(METRICS) | set(summary_columns()) | patterns
     assert named and named <= real, named - real
+
+
+def test_every_summary_column_is_described():
+    from peftbench.metrics import METRICS
+    from peftbench.summary import summary_columns
+
+    text = (REPO / "docs" / "columns.md").read_text().split("## summary.csv")[1]
+    described = set(re.findall(r"`([a-z0-9_]+)`", text))
+    scores = {f"{side}_{m}" for m in METRICS for side in ("eval", "base")}
+    missing = []
+    for c in summary_columns():
+        figure = re.sub(r"(_rows)?_(lo|hi)$", "", c)
+        if c not in described and figure not in described and figure not in scores:
+            missing.append(c)
+    assert not missing
 
 
 def test_relative_links_resolve():

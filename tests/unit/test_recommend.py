@@ -227,3 +227,17 @@ def test_prefix_tuning_is_never_proposed_with_checkpointing():
         rec = recommend(Request(gpu_gb=gpu, examples=500, model="llama-2-7b", seq_len=2048))
         prefix = [o for o in rec.options if o.cand.method == "prefix"]
         assert prefix and all(not o.workload.grad_ckpt for o in prefix)
+
+
+def test_a_run_of_several_seeds_counts_once_by_its_mean(tmp_path):
+    from peftbench.recommend import load_measured
+
+    store = ResultStore(tmp_path / "run")
+    store.create({"resolved_suite": {"model": {"name": "llama-2-7b", "task": "causal_lm"}}, "runs": []})
+    for seed, em in enumerate((0.40, 0.50, 0.48)):
+        store.write(RunRecord(run="ia3", method="ia3", status="ok", seed=seed, eval={"exact_match": em}),
+                    f"ia3@s{seed}")
+    store.write(RunRecord(run="lora-r8", method="lora", status="ok", seed=0, eval={"exact_match": 0.2}))
+    store.write(RunRecord(run="lora-r8", method="lora", status="failed", seed=1), "lora-r8@s1")
+    records, _ = load_measured(store.root, "causal_lm")
+    assert [(r.run, r.eval["exact_match"]) for r in records] == [("ia3", pytest.approx(0.46)), ("lora-r8", 0.2)]

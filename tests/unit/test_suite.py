@@ -208,3 +208,28 @@ def test_a_suite_that_is_not_utf8_says_so(tmp_path, tiny_cls):
     path.write_bytes(("# caf\xe9\n" + yaml.safe_dump(tiny_cls)).encode("latin-1"))
     (problem,) = _problems_of(path)
     assert problem.startswith("not UTF-8 text (byte 0xe9")
+
+
+def test_seeds_make_one_job_per_run_and_seed(tmp_path, tiny_cls):
+    tiny_cls["methods"] = [{"method": "lora", "ranks": [4, 8]}, {"method": "ia3"}]
+    tiny_cls["seeds"] = [3, 0, 7]
+    jobs = load_suite(write_suite(tmp_path, tiny_cls)).jobs()
+    assert [j.key for j in jobs] == ["lora-r4@s3", "lora-r4@s0", "lora-r4@s7", "lora-r8@s3", "lora-r8@s0",
+                                     "lora-r8@s7", "ia3@s3", "ia3@s0", "ia3@s7"]
+    assert {j.name for j in jobs} == {"lora-r4", "lora-r8", "ia3"}
+    del tiny_cls["seeds"]
+    assert [j.key for j in load_suite(write_suite(tmp_path, tiny_cls)).jobs()] == ["lora-r4", "lora-r8", "ia3"]
+
+
+@pytest.mark.parametrize("seeds, message", [([], "seeds"), ([1, 1], "each seed once"), ([-1], "seeds.0")])
+def test_bad_seeds(tiny_cls, seeds, message):
+    tiny_cls["seeds"] = seeds
+    with pytest.raises(SuiteError, match=message):
+        parse_suite(tiny_cls)
+
+
+def test_seeds_and_training_seed_are_not_both_given(tiny_cls):
+    tiny_cls["seeds"] = [0, 1]
+    tiny_cls["training"]["seed"] = 5
+    with pytest.raises(SuiteError, match="give training.seed or seeds, not both"):
+        parse_suite(tiny_cls)

@@ -1,0 +1,179 @@
+"""The pictures of a results folder, as PNG (matplotlib's Agg backend: no display needed). No torch import.
+
+Four plots, each from the run summaries (peftbench/summary.py), so a run of several seeds is one point with its
+95% interval as error bars:
+
+- score vs peak memory, the Pareto front marked (the runs no other run beats on both: coloured and joined;
+  dominated runs grey), the figure the PEFT method comparison also draws;
+- score vs trainable parameters, log scale;
+- training throughput per run;
+- latency per run, unmerged beside merged (mergeable methods only).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from .metrics import FIGURES, Figure
+from .summary import RunSummary, pareto, primary_figure
+
+PLOTS = {  # file name -> what it shows
+    "score-vs-memory.png": "score against peak tensor memory, Pareto front marked",
+    "score-vs-params.png": "score against trainable parameters (log scale)",
+    "throughput.png": "training throughput per run",
+    "latency.png": "forward latency per run, unmerged and merged",
+}
+FRONT, DOMINATED = "#1f77b4", "#9e9e9e"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: the same PNGs on a server, in CI and on a laptop
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.grid": True, "grid.alpha": 0.3,
+                         "figure.dpi": 110})
+    return plt
+
+
+def _err(s: RunSummary, key: str) -> tuple[float, float] | None:
+    """(below, above) the mean: the t interval over seeds, or for one seed the bootstrap over evaluation rows."""
+    iv = s.figures.get(key)
+    if iv is not None and iv.n > 1 and iv.lo is not None:
+        return iv.mean - iv.lo, iv.hi - iv.mean
+    rows = s.rows.get(key)
+    if rows is not None and rows.lo is not None and iv is not None:
+        return max(iv.mean - rows.lo, 0.0), max(rows.hi - iv.mean, 0.0)
+    return None
+
+
+def _interval_kind(runs: list[RunSummary], scores: bool) -> str:
+    if any(len(s.ok) > 1 for s in runs):
+        return f"bars: 95% t interval over {max(len(s.ok) for s in runs)} seeds"
+    return "bars: 95% bootstrap over evaluation rows (one seed)" if scores else "one seed: no interval"
+
+
+def _axis(fig: Figure) -> str:
+    return f"{fig.label} ({fig.unit})" if fig.unit else fig.label
+
+
+def _scatter(ax, runs: list[RunSummary], score: Figure, cost: Figure, log: bool, front: bool, title: str) -> None:
+    have = [s for s in runs if s.mean(score.key) is not None and s.mean(cost.key) is not None]
+    points = [(s.mean(cost.key), s.mean(score.key)) for s in have]
+    on = set(pareto(points, higher_x=False, higher_y=score.higher_is_better)) if front else set(range(len(have)))
+    for i, s in enumerate(have):
+        x, y = points[i]
+        yerr, xerr = _err(s, score.key), _err(s, cost.key)
+        color = FRONT if i in on else DOMINATED
+        ax.errorbar([x], [y], yerr=[[yerr[0]], [yerr[1]]] if yerr else None,
+                    xerr=[[xerr[0]], [xerr[1]]] if xerr and not log else None,
+                    fmt="o", color=color, ecolor=color, elinewidth=1, capsize=3, markersize=7, zorder=3)
+        ax.annotate(s.run, (x, y), xytext=(6, 6 if i % 2 == 0 else -12), textcoords="offset points", fontsize=9,
+                    color="black" if i in on else "#616161")
+    if front and len(on) > 1:
+        xs, ys = zip(*sorted(points[i] for i in on), strict=True)
+        ax.plot(xs, ys, "-", color=FRONT, alpha=0.5, zorder=2, label="Pareto front")
+        ax.legend(loc="best", fontsize=9)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(_axis(cost))
+    better = "higher" if score.higher_is_better else "lower"
+    ax.set_ylabel(f"{_axis(score)}, {better} is better")
+    ax.set_title(f"{title}\n{_interval_kind(runs, True)}", loc="left")
+
+
+def _bars(ax, runs: list[RunSummary], series: list[Figure], title: str) -> None:
+    have = [s for s in runs if any(s.mean(f.key) is not None for f in series)]
+    height = 0.8 / len(series)
+    colors = ["#1f77b4", "#ff7f0e"]
+    for j, f in enumerate(series):
+        ys = [i + (j - (len(series) - 1) / 2) * height for i in range(len(have))]
+        vals = [s.mean(f.key) or 0.0 for s in have]
+        errs = [_err(s, f.key) or (0.0, 0.0) for s in have]
+        ax.barh(ys, vals, height=height, xerr=[[e[0] for e in errs], [e[1] for e in errs]], capsize=3,
+                color=colors[j % len(colors)], label=f.label if len(series) > 1 else None)
+        for y, v, s in zip(ys, vals, have, strict=True):
+            if s.mean(f.key) is not None:
+                ax.annotate(format(v, f.fmt), (v, y), xytext=(4, -3), textcoords="offset points", fontsize=8)
+    ax.set_yticks(range(len(have)), [s.run for s in have])
+    ax.invert_yaxis()  # the suite's run order, top to bottom
+    ax.set_xlabel(_axis(series[0]))
+    if len(series) > 1:
+        ax.legend(loc="lower right", fontsize=9)
+    ax.set_title(f"{title}\n{_interval_kind(runs, False)}", loc="left")
+
+
+def _panels(runs: list[RunSummary]) -> dict[str, tuple]:
+    """file name -> (draw(ax), height in inches) for each plot the runs have data for."""
+    panels = {}
+    score = primary_figure(runs)
+    bar_height = 0.45 * max(len(runs), 3) + 1.5
+    if score is not None:
+        panels["score-vs-memory.png"] = (lambda ax: _scatter(
+            ax, runs, score, FIGURES["peak_mem_mib"], False, True, f"{score.label} vs peak tensor memory"), 5.0)
+        panels["score-vs-params.png"] = (lambda ax: _scatter(
+            ax, runs, score, FIGURES["trainable_params"], True, True, f"{score.label} vs trainable parameters"), 5.0)
+    if any(s.mean("train_tokens_per_s") is not None for s in runs):
+        panels["throughput.png"] = (lambda ax: _bars(
+            ax, runs, [FIGURES["train_tokens_per_s"]], "training throughput (non-padding tokens/s)"), bar_height)
+    if any(s.mean("latency_ms_p50") is not None for s in runs):
+        panels["latency.png"] = (lambda ax: _bars(
+            ax, runs, [FIGURES["latency_ms_p50"], FIGURES["latency_ms_p50_merged"]],
+            "forward latency p50, unmerged and merged"), 1.6 * bar_height)
+    return panels
+
+
+def _png(fig, plt) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def render(runs: list[RunSummary]) -> dict[str, bytes]:
+    """The plots that the runs have data for, one figure each: file name -> PNG bytes."""
+    plt = _pyplot()
+    out = {}
+    for name, (draw, height) in _panels(runs).items():
+        fig, ax = plt.subplots(figsize=(7.5, height))
+        draw(ax)
+        out[name] = _png(fig, plt)
+    return out
+
+
+def render_one(runs: list[RunSummary]) -> bytes | None:
+    """Every plot as panels of one PNG (two per row), or None without data."""
+    plt = _pyplot()
+    panels = list(_panels(runs).values())
+    if not panels:
+        return None
+    rows = (len(panels) + 1) // 2
+    heights = [max(h for _, h in panels[2 * i: 2 * i + 2]) for i in range(rows)]
+    fig, axes = plt.subplots(rows, 2, figsize=(15, sum(heights)), gridspec_kw={"height_ratios": heights},
+                             squeeze=False)
+    for ax, (draw, _) in zip(axes.flat, panels, strict=False):
+        draw(ax)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    return _png(fig, plt)
+
+
+def write(runs: list[RunSummary], target: Path) -> list[Path]:
+    """Write the plots: one PNG per plot into the folder `target` (created), or, for a target ending in .png,
+    all of them as panels of that one file. Returns the files written."""
+    if target.suffix.lower() == ".png":
+        data = render_one(runs)
+        if data is None:
+            return []
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return [target]
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, data in render(runs).items():
+        (target / name).write_bytes(data)
+        written.append(target / name)
+    return written

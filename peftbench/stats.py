@@ -1,0 +1,216 @@
+"""The statistics of repeated runs, named and defined once. No torch import; scipy.stats does the distributions.
+
+Three sources of noise, three methods (README, "How sure is a number"):
+
+- Over seeds (`t_interval`): the mean of a figure over the seeds of one run, with a Student-t interval
+  (mean ± t_{(1+level)/2, n-1} · s / √n), the textbook interval for a handful of roughly normal repeats. One seed
+  has no interval.
+- Between two runs, or one run in two results folders (`paired_t`, `paired_bootstrap`, `correct`): the
+  difference paired by seed (same seed: same data order and, for methods whose adapters have the same shapes,
+  the same initial draws) with its paired-t p-value and interval; with a single seed, paired over the evaluation
+  rows instead (both scored on the same bootstrap resamples). Then the Benjamini-Hochberg false-discovery-rate
+  procedure across the family of comparisons (scipy's `false_discovery_control`); the intervals use the level
+  Benjamini & Yekutieli (2005) give for intervals after BH selection, 1 - R·q/m (R of m comparisons selected at
+  FDR q; R = 1 when none is), so that "beyond the noise" and "the interval leaves out 0" are the same statement
+  (exactly for the t test; up to resampling error for the bootstrap).
+- Figures that repeat exactly (trainable parameters, the CPU tensor peak, sizes: Measure.exact) are not tested:
+  any change is real.
+- Over evaluation rows (`bootstrap_rows`): for one seed, the percentile bootstrap of a score over the rows the
+  evaluation saw (scipy's `bootstrap`, resampling rows with replacement, fixed generator so the numbers repeat).
+
+scipy has the distributions and both procedures, but not the bookkeeping around them (few values, zero spread,
+seeds that only one run has), which is what this module adds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+LEVEL = 0.95  # of every interval peftbench prints
+FDR = 0.05  # the false discovery rate q of the Benjamini-Hochberg procedure
+RESAMPLES = 2000  # bootstrap resamples; the interval's ends move by about 0.005 of a share between generators
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean and its interval (None without one: a single value, or values that are not all finite)."""
+
+    mean: float
+    lo: float | None
+    hi: float | None
+    n: int  # values it was computed from
+    method: str  # "t": Student t over seeds; "bootstrap": percentile bootstrap over evaluation rows
+
+    @property
+    def half_width(self) -> float | None:
+        return None if self.lo is None or self.hi is None else (self.hi - self.lo) / 2
+
+    def contains(self, x: float) -> bool | None:
+        return None if self.lo is None or self.hi is None else self.lo <= x <= self.hi
+
+
+def _no_spread(values: list[float]) -> bool:
+    """All equal up to float rounding (0.9 - 0.825 and 0.975 - 0.9 differ in the 17th digit)."""
+    return all(math.isclose(v, values[0], rel_tol=1e-12, abs_tol=1e-15) for v in values)
+
+
+def t_interval(values: Sequence[float], level: float = LEVEL) -> Interval | None:
+    """The mean of `values` with its Student-t interval at `level` (None for no values)."""
+    from scipy import stats
+
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None
+    n = len(vals)
+    mean = math.fsum(vals) / n
+    if n == 1 or not all(math.isfinite(v) for v in vals):
+        return Interval(mean, None, None, n, "t")
+    if _no_spread(vals):  # every seed gave the same value (a count, or a deterministic measurement)
+        return Interval(mean, mean, mean, n, "t")
+    sem = stats.sem(vals)
+    lo, hi = stats.t.interval(level, n - 1, loc=mean, scale=sem)
+    return Interval(mean, float(lo), float(hi), n, "t")
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A paired difference (a - b) before the correction for many comparisons: its mean, a two-sided p-value of
+    "no difference", and how to get its interval at any level."""
+
+    mean: float
+    n: int  # pairs: common seeds, or evaluation rows
+    method: str  # "t": paired t over seeds; "bootstrap": paired bootstrap over evaluation rows; "exact"
+    p: float | None  # None: nothing can be said (fewer than two seeds)
+    interval: Callable[[float], tuple[float, float]] | None = None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A paired difference after the Benjamini-Hochberg correction across its family of comparisons."""
+
+    mean: float
+    lo: float | None  # the interval at `level` (Benjamini-Yekutieli: 1 - max(R, 1)·q/m)
+    hi: float | None
+    n: int
+    method: str
+    level: float | None
+    p: float | None
+    p_adjusted: float | None  # Benjamini-Hochberg over the family
+    beyond_noise: bool | None  # None: fewer than two seeds and no evaluation rows to resample: cannot tell
+
+    @property
+    def verdict(self) -> str:
+        if self.method == "exact":
+            return "changed" if self.mean else "same"
+        if self.beyond_noise is None:
+            return f"cannot tell ({self.n} seed{'s' if self.n != 1 else ''})"
+        return "beyond noise" if self.beyond_noise else "within noise"
+
+
+def paired_t(diffs: Sequence[float]) -> Paired:
+    """The paired t test and interval of per-seed differences (a[seed] - b[seed])."""
+    from scipy import stats
+
+    d = [float(x) for x in diffs]
+    n = len(d)
+    mean = math.fsum(d) / n if n else math.nan
+    if n < 2:
+        return Paired(mean, n, "t", None)
+    if _no_spread(d):  # the t statistic is undefined and the difference is exact
+        return Paired(mean, n, "t", 0.0 if d[0] != 0 else 1.0, lambda level: (mean, mean))
+    sem = stats.sem(d)
+
+    def interval(level: float) -> tuple[float, float]:
+        lo, hi = stats.t.interval(level, n - 1, loc=mean, scale=sem)
+        return float(lo), float(hi)
+
+    return Paired(mean, n, "t", float(stats.ttest_1samp(d, 0.0).pvalue), interval)
+
+
+def exact_change(a: Sequence[float], b: Sequence[float]) -> Paired:
+    """A figure that repeats exactly (Measure.exact): any change between paired values is real, not noise."""
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    mean = math.fsum(d) / len(d) if d else math.nan
+    return Paired(mean, len(d), "exact", None)
+
+
+def paired_bootstrap(a: Callable[[list[int]], float], b: Callable[[list[int]], float], n_rows: int,
+                     resamples: int = RESAMPLES, seed: int = 0) -> Paired | None:
+    """a - b on the same evaluation rows: both scored on the same resampled rows, percentile intervals, and the
+    two-sided bootstrap p-value 2·min(share of replicates <= 0, share >= 0), with the (k+1)/(B+1) correction that
+    keeps it above 0. Drawn with numpy instead of scipy's `bootstrap` because both sides must see the same
+    resamples. None for fewer than two rows."""
+    import numpy as np
+
+    if n_rows < 2:
+        return None
+    full = a(list(range(n_rows))) - b(list(range(n_rows)))
+    idx = np.random.default_rng(seed).integers(0, n_rows, size=(resamples, n_rows))
+    reps = np.array([a(rows) - b(rows) for rows in idx.tolist()])
+    if not (math.isfinite(full) and np.isfinite(reps).all()):
+        return Paired(full, n_rows, "bootstrap", None)
+    below, above = (np.sum(reps <= 0) + 1) / (resamples + 1), (np.sum(reps >= 0) + 1) / (resamples + 1)
+    p = float(min(1.0, 2 * min(below, above)))
+
+    def interval(level: float) -> tuple[float, float]:
+        lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
+        return float(lo), float(hi)
+
+    return Paired(full, n_rows, "bootstrap", p, interval)
+
+
+def correct(family: dict[str, Paired], q: float = FDR) -> dict[str, Difference]:
+    """Benjamini-Hochberg at false discovery rate q across the family's testable comparisons (scipy's
+    `false_discovery_control`); each interval at the Benjamini-Yekutieli level 1 - max(R, 1)·q/m for R of m
+    selected, so that a difference is "beyond noise" when its interval leaves out 0."""
+    from scipy import stats
+
+    testable = {k: d for k, d in family.items() if d.p is not None and d.method != "exact"}
+    adjusted = {}
+    if testable:
+        ps = stats.false_discovery_control([d.p for d in testable.values()], method="bh")
+        adjusted = dict(zip(testable, (float(x) for x in ps), strict=True))
+    m = len(testable)
+    selected = sum(a <= q for a in adjusted.values())
+    level = 1 - max(selected, 1) * q / m if m else None
+    out = {}
+    for key, d in family.items():
+        if key not in testable:
+            out[key] = Difference(d.mean, None, None, d.n, d.method, None, d.p, None, None)
+            continue
+        lo, hi = d.interval(level) if d.interval is not None else (None, None)
+        out[key] = Difference(d.mean, lo, hi, d.n, d.method, level, d.p, adjusted[key], adjusted[key] <= q)
+    return out
+
+
+def _paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    return [a[s] - b[s] for s in sorted(a.keys() & b.keys()) if a[s] is not None and b[s] is not None]
+
+
+def compare_runs(by_run: dict[str, dict[int, float]], against: str, q: float = FDR) -> dict[str, Difference]:
+    """Every run of `by_run` (run -> seed -> value) but `against`, minus `against`, paired by seed (paired t),
+    corrected across those comparisons."""
+    return correct({run: paired_t(_paired(values, by_run[against]))
+                    for run, values in by_run.items() if run != against}, q)
+
+
+def bootstrap_rows(score: Callable[[list[int]], float], n_rows: int, level: float = LEVEL,
+                   resamples: int = RESAMPLES, seed: int = 0) -> Interval | None:
+    """`score(all rows)` with the percentile bootstrap interval of `score(rows resampled with replacement)`."""
+    import numpy as np
+    from scipy import stats
+
+    if n_rows < 2:
+        return None
+    full = score(list(range(n_rows)))
+    if not math.isfinite(full):
+        return Interval(full, None, None, n_rows, "bootstrap")
+    res = stats.bootstrap((np.arange(n_rows),), lambda idx: score(idx.tolist()), vectorized=False,
+                          n_resamples=resamples, confidence_level=level, method="percentile",
+                          rng=np.random.default_rng(seed))
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return Interval(full, None, None, n_rows, "bootstrap")
+    return Interval(full, lo, hi, n_rows, "bootstrap")
