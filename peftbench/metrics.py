@@ -28,6 +28,7 @@ class Metric:
     higher_is_better: bool
     tasks: tuple[str, ...]  # the task kinds whose evaluation computes it
     description: str
+    bounds: tuple[float | None, float | None] = (0.0, None)  # the values it can take: intervals are clipped to them
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,13 @@ class Measure:
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("loss", "loss", ".4f", False, ("classification", "causal_lm"),
            "mean cross-entropy on the evaluation rows (causal LM: per target token)"),
-    Metric("accuracy", "accuracy", ".3f", True, ("classification",), "share of rows whose argmax is the label"),
-    Metric("f1", "F1", ".3f", True, ("classification",), "macro F1: unweighted mean of the per-class F1"),
-    Metric("perplexity", "ppl", ",.1f", False, ("causal_lm",), "exp of the mean target-token loss"),
+    Metric("accuracy", "accuracy", ".3f", True, ("classification",), "share of rows whose argmax is the label",
+           (0.0, 1.0)),
+    Metric("f1", "F1", ".3f", True, ("classification",), "macro F1: unweighted mean of the per-class F1",
+           (0.0, 1.0)),
+    Metric("perplexity", "ppl", ",.1f", False, ("causal_lm",), "exp of the mean target-token loss", (1.0, None)),
     Metric("exact_match", "exact match", ".3f", True, ("causal_lm",),
-           "share of greedy generations equal to the target, whitespace collapsed"),
+           "share of greedy generations equal to the target, whitespace collapsed", (0.0, 1.0)),
 )}
 
 MEASURES: dict[str, Measure] = {m.name: m for m in (
@@ -94,6 +97,7 @@ class Figure:
     exact: bool  # a repeat of the same seed on the same machine gives the same value (Measure.exact)
     metric: str | None = None  # the score's metric name; None for a measure
     base: bool = False  # the score before training
+    bounds: tuple[float | None, float | None] = (0.0, None)  # every measure is a count, a size or a time
 
     def value(self, record) -> float | None:
         """The figure of one record (a results.RunRecord), None where it has none."""
@@ -107,7 +111,7 @@ def figures() -> list[Figure]:
     then the scores before training."""
     def score(m: Metric, base: bool) -> Figure:
         return Figure(f"{'base' if base else 'eval'}_{m.name}", f"{'base ' if base else ''}{m.label}", "", m.fmt,
-                      m.higher_is_better, False, m.name, base)
+                      m.higher_is_better, False, m.name, base, m.bounds)
 
     measures = [Figure(m.name, m.label, m.unit, m.fmt, m.higher_is_better, m.exact) for m in MEASURES.values()]
     return [score(m, False) for m in METRICS.values()] + measures + [score(m, True) for m in METRICS.values()]

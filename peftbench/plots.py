@@ -41,67 +41,96 @@ def _pyplot():
 def _err(s: RunSummary, key: str) -> tuple[float, float] | None:
     """(below, above) the mean: the t interval over seeds, or for one seed the bootstrap over evaluation rows."""
     iv = s.figures.get(key)
-    if iv is not None and iv.n > 1 and iv.lo is not None:
+    if iv is None:
+        return None
+    if iv.n > 1 and iv.lo is not None:
         return iv.mean - iv.lo, iv.hi - iv.mean
     rows = s.rows.get(key)
-    if rows is not None and rows.lo is not None and iv is not None:
+    if rows is not None and rows.lo is not None:
         return max(iv.mean - rows.lo, 0.0), max(rows.hi - iv.mean, 0.0)
     return None
 
 
 def _interval_kind(runs: list[RunSummary], scores: bool) -> str:
-    if any(len(s.ok) > 1 for s in runs):
-        return f"bars: 95% t interval over {max(len(s.ok) for s in runs)} seeds"
-    return "bars: 95% bootstrap over evaluation rows (one seed)" if scores else "one seed: no interval"
+    seeds = sorted({len(s.ok) for s in runs if s.ok})
+    what, whisker = ("points", "bars") if scores else ("bars", "whiskers")
+    if seeds and seeds[-1] > 1:
+        n = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+        return f"{what}: mean over {n} seeds; {whisker}: 95% Student-t interval"
+    return f"one seed; {whisker}: 95% bootstrap over the evaluation rows" if scores else "one seed: no interval"
+
+
+LABELS = {"peak_mem_mib": "peak tensor memory (MiB), load + training", "trainable_params": "trainable parameters",
+          "train_tokens_per_s": "training throughput (non-padding tokens/s)",
+          "latency_ms_p50": "forward latency, median (ms)"}
 
 
 def _axis(fig: Figure) -> str:
-    return f"{fig.label} ({fig.unit})" if fig.unit else fig.label
+    return LABELS.get(fig.key) or (f"{fig.label} ({fig.unit})" if fig.unit else fig.label)
 
 
-def _scatter(ax, runs: list[RunSummary], score: Figure, cost: Figure, log: bool, front: bool, title: str) -> None:
+def _scatter(ax, runs: list[RunSummary], score: Figure, cost: Figure, log: bool, title: str) -> None:
     have = [s for s in runs if s.mean(score.key) is not None and s.mean(cost.key) is not None]
     points = [(s.mean(cost.key), s.mean(score.key)) for s in have]
-    on = set(pareto(points, higher_x=False, higher_y=score.higher_is_better)) if front else set(range(len(have)))
-    for i, s in enumerate(have):
-        x, y = points[i]
+    on = set(pareto(points, higher_x=False, higher_y=score.higher_is_better))
+    # labels to the right, alternating above and below, so that neighbours with close scores stay readable
+    order = sorted(range(len(have)), key=lambda i: points[i])
+    for rank, i in enumerate(order):
+        s, (x, y) = have[i], points[i]
         yerr, xerr = _err(s, score.key), _err(s, cost.key)
         color = FRONT if i in on else DOMINATED
         ax.errorbar([x], [y], yerr=[[yerr[0]], [yerr[1]]] if yerr else None,
                     xerr=[[xerr[0]], [xerr[1]]] if xerr and not log else None,
-                    fmt="o", color=color, ecolor=color, elinewidth=1, capsize=3, markersize=7, zorder=3)
-        ax.annotate(s.run, (x, y), xytext=(6, 6 if i % 2 == 0 else -12), textcoords="offset points", fontsize=9,
-                    color="black" if i in on else "#616161")
-    if front and len(on) > 1:
+                    fmt="o", color=color, ecolor=color, elinewidth=1.2, capsize=3, markersize=7, zorder=3)
+        ax.annotate(s.run, (x, y), xytext=(7, 5 if rank % 2 == 0 else -13), textcoords="offset points",
+                    fontsize=9, color="black" if i in on else "#616161", fontweight="bold" if i in on else "normal")
+    if len(on) > 1:
         xs, ys = zip(*sorted(points[i] for i in on), strict=True)
-        ax.plot(xs, ys, "-", color=FRONT, alpha=0.5, zorder=2, label="Pareto front")
-        ax.legend(loc="best", fontsize=9)
+        ax.plot(xs, ys, "-", color=FRONT, alpha=0.45, zorder=2)
+    ax.plot([], [], "o-", color=FRONT, label="Pareto front: no run scores better for less")
+    if len(on) < len(have):
+        ax.plot([], [], "o", color=DOMINATED, label="dominated")
+    ax.legend(loc="best", fontsize=8, framealpha=0.9)
     if log:
         ax.set_xscale("log")
-    ax.set_xlabel(_axis(cost))
-    better = "higher" if score.higher_is_better else "lower"
-    ax.set_ylabel(f"{_axis(score)}, {better} is better")
+    ax.margins(x=0.12, y=0.08)
+    lo, hi = score.bounds
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom if lo is None else max(bottom, lo - 0.02 * (top - bottom)),
+                top if hi is None else min(top, hi + 0.02 * (top - bottom)))
+    ax.set_xlabel(_axis(cost) + ", less is better")
+    ax.set_ylabel(f"{_axis(score)}, {'higher' if score.higher_is_better else 'lower'} is better")
     ax.set_title(f"{title}\n{_interval_kind(runs, True)}", loc="left")
 
 
-def _bars(ax, runs: list[RunSummary], series: list[Figure], title: str) -> None:
+def _bars(ax, runs: list[RunSummary], series: list[Figure], title: str, better: str,
+          names: list[str] | None = None, missing: str = "") -> None:
     have = [s for s in runs if any(s.mean(f.key) is not None for f in series)]
     height = 0.8 / len(series)
     colors = ["#1f77b4", "#ff7f0e"]
+    right = max((s.mean(f.key) + (_err(s, f.key) or (0, 0))[1]) for s in have for f in series
+                if s.mean(f.key) is not None)
     for j, f in enumerate(series):
-        ys = [i + (j - (len(series) - 1) / 2) * height for i in range(len(have))]
-        vals = [s.mean(f.key) or 0.0 for s in have]
-        errs = [_err(s, f.key) or (0.0, 0.0) for s in have]
-        ax.barh(ys, vals, height=height, xerr=[[e[0] for e in errs], [e[1] for e in errs]], capsize=3,
-                color=colors[j % len(colors)], label=f.label if len(series) > 1 else None)
-        for y, v, s in zip(ys, vals, have, strict=True):
-            if s.mean(f.key) is not None:
-                ax.annotate(format(v, f.fmt), (v, y), xytext=(4, -3), textcoords="offset points", fontsize=8)
+        pos = [(i + (j - (len(series) - 1) / 2) * height, s) for i, s in enumerate(have) if s.mean(f.key) is not None]
+        vals = [s.mean(f.key) for _, s in pos]
+        errs = [_err(s, f.key) or (0.0, 0.0) for _, s in pos]
+        ax.barh([y for y, _ in pos], vals, height=height * 0.9, color=colors[j % len(colors)],
+                xerr=[[e[0] for e in errs], [e[1] for e in errs]] if any(any(e) for e in errs) else None,
+                error_kw={"elinewidth": 1, "capsize": 3, "ecolor": "#424242"},
+                label=(names or [x.label for x in series])[j] if len(series) > 1 else None)
+        for (y, _), v, e in zip(pos, vals, errs, strict=True):  # the value, past the end of its error bar
+            ax.text(v + e[1] + 0.01 * right, y, format(v, f.fmt), va="center", fontsize=8)
+        if missing:  # say why a bar is absent instead of leaving a gap that reads as 0
+            for i, s in enumerate(have):
+                if s.mean(f.key) is None:
+                    ax.text(0.01 * right, i + (j - (len(series) - 1) / 2) * height, missing, va="center",
+                            fontsize=8, color="#757575", style="italic")
     ax.set_yticks(range(len(have)), [s.run for s in have])
     ax.invert_yaxis()  # the suite's run order, top to bottom
-    ax.set_xlabel(_axis(series[0]))
+    ax.set_xlim(0, right * 1.15)
+    ax.set_xlabel(f"{_axis(series[0])}, {better} is better")
     if len(series) > 1:
-        ax.legend(loc="lower right", fontsize=9)
+        ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     ax.set_title(f"{title}\n{_interval_kind(runs, False)}", loc="left")
 
 
@@ -112,16 +141,18 @@ def _panels(runs: list[RunSummary]) -> dict[str, tuple]:
     bar_height = 0.45 * max(len(runs), 3) + 1.5
     if score is not None:
         panels["score-vs-memory.png"] = (lambda ax: _scatter(
-            ax, runs, score, FIGURES["peak_mem_mib"], False, True, f"{score.label} vs peak tensor memory"), 5.0)
+            ax, runs, score, FIGURES["peak_mem_mib"], False, f"{score.label} vs peak tensor memory"), 5.0)
         panels["score-vs-params.png"] = (lambda ax: _scatter(
-            ax, runs, score, FIGURES["trainable_params"], True, True, f"{score.label} vs trainable parameters"), 5.0)
+            ax, runs, score, FIGURES["trainable_params"], True, f"{score.label} vs trainable parameters"), 5.0)
     if any(s.mean("train_tokens_per_s") is not None for s in runs):
         panels["throughput.png"] = (lambda ax: _bars(
-            ax, runs, [FIGURES["train_tokens_per_s"]], "training throughput (non-padding tokens/s)"), bar_height)
+            ax, runs, [FIGURES["train_tokens_per_s"]], "training throughput", "more"), bar_height)
     if any(s.mean("latency_ms_p50") is not None for s in runs):
         panels["latency.png"] = (lambda ax: _bars(
             ax, runs, [FIGURES["latency_ms_p50"], FIGURES["latency_ms_p50_merged"]],
-            "forward latency p50, unmerged and merged"), 1.6 * bar_height)
+            "forward latency of one batch, unmerged and merged into the weights", "less",
+            ["unmerged (adapter on the side)", "merged into the weights"], "no merged figure (see merge_note)"),
+            1.6 * bar_height)
     return panels
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,11 @@ def _iv(iv: Interval | None, fmt: str) -> str:
     if iv is None:
         return "-"
     hw = iv.half_width
-    return format(iv.mean, fmt) if iv.n < 2 or hw is None else f"{format(iv.mean, fmt)} ± {format(hw, fmt)}"
+    if iv.n < 2 or hw is None:
+        return format(iv.mean, fmt)
+    if not math.isclose(iv.mean - iv.lo, iv.hi - iv.mean, rel_tol=1e-9, abs_tol=1e-12):  # cut at a bound
+        return f"{format(iv.mean, fmt)} [{format(iv.lo, fmt)}, {format(iv.hi, fmt)}]"
+    return f"{format(iv.mean, fmt)} ± {format(hw, fmt)}"
 
 
 def _fig(key: str) -> Callable[[RunSummary], str]:
@@ -170,7 +175,8 @@ def how_sure(runs: list[RunSummary]) -> str:
     """What the ± , the row intervals and the verdicts mean, for the lines under a table."""
     parts = []
     if any(len(s.ok) > 1 for s in runs):
-        parts.append(f"a ± b: mean over the seeds ± half-width of the {LEVEL:.0%} Student-t interval")
+        parts.append(f"a ± b: mean over the seeds ± half-width of the {LEVEL:.0%} Student-t interval (a [lo, hi]: "
+                     "the interval cut at a bound, e.g. an accuracy of 1)")
     if any(s.rows for s in runs):
         parts.append(f"over rows: {LEVEL:.0%} percentile bootstrap over the evaluation rows of the first seed")
     fig = primary_figure(runs)

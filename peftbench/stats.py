@@ -74,6 +74,17 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> Interval | None
     return Interval(mean, float(lo), float(hi), n, "t")
 
 
+def clip(iv: Interval, lo: float | None, hi: float | None) -> Interval:
+    """The interval cut to the values the figure can take (a share to [0, 1], a time to >= 0): the t interval of
+    three accuracies near 1 reaches past 1. Cutting keeps the interval's coverage, since the true value is inside
+    the bounds."""
+    if iv.lo is None or iv.hi is None:
+        return iv
+    new_lo = iv.lo if lo is None else max(iv.lo, lo)
+    new_hi = iv.hi if hi is None else min(iv.hi, hi)
+    return Interval(iv.mean, new_lo, new_hi, iv.n, iv.method)
+
+
 @dataclass(frozen=True)
 class Paired:
     """A paired difference (a - b) before the correction for many comparisons: its mean, a two-sided p-value of

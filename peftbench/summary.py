@@ -90,7 +90,7 @@ def summarize(records: list[RunRecord], task: str | None = None, rows: bool = Tr
         for key, fig in FIGURES.items():
             iv = stats.t_interval([v for r in s.ok if (v := fig.value(r)) is not None])
             if iv is not None:
-                s.figures[key] = iv
+                s.figures[key] = stats.clip(iv, *fig.bounds)
         if rows and s.ok:
             first = s.ok[0]
             for metric in first.eval:
