@@ -50,7 +50,7 @@ def _table(header: list[str], rows: list[list[str]], numeric: list[bool]) -> str
 
 
 def _results(runs: list[RunSummary]) -> str:
-    cols = table_columns(runs)
+    cols = sorted(table_columns(runs), key=lambda c: c.priority)  # the most important first: no scrolling to them
     rows = [[Text.from_markup(c.cell(s)).plain for c in cols] for s in runs]
     return _table([c.header for c in cols], rows, [c.right for c in cols])
 

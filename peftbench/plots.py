@@ -73,17 +73,13 @@ def _scatter(ax, runs: list[RunSummary], score: Figure, cost: Figure, log: bool,
     have = [s for s in runs if s.mean(score.key) is not None and s.mean(cost.key) is not None]
     points = [(s.mean(cost.key), s.mean(score.key)) for s in have]
     on = set(pareto(points, higher_x=False, higher_y=score.higher_is_better))
-    # labels to the right, alternating above and below, so that neighbours with close scores stay readable
-    order = sorted(range(len(have)), key=lambda i: points[i])
-    for rank, i in enumerate(order):
-        s, (x, y) = have[i], points[i]
+    for i, s in enumerate(have):
+        x, y = points[i]
         yerr, xerr = _err(s, score.key), _err(s, cost.key)
         color = FRONT if i in on else DOMINATED
         ax.errorbar([x], [y], yerr=[[yerr[0]], [yerr[1]]] if yerr else None,
                     xerr=[[xerr[0]], [xerr[1]]] if xerr and not log else None,
                     fmt="o", color=color, ecolor=color, elinewidth=1.2, capsize=3, markersize=7, zorder=3)
-        ax.annotate(s.run, (x, y), xytext=(7, 5 if rank % 2 == 0 else -13), textcoords="offset points",
-                    fontsize=9, color="black" if i in on else "#616161", fontweight="bold" if i in on else "normal")
     if len(on) > 1:
         xs, ys = zip(*sorted(points[i] for i in on), strict=True)
         ax.plot(xs, ys, "-", color=FRONT, alpha=0.45, zorder=2)
@@ -98,9 +94,33 @@ def _scatter(ax, runs: list[RunSummary], score: Figure, cost: Figure, log: bool,
     bottom, top = ax.get_ylim()
     ax.set_ylim(bottom if lo is None else max(bottom, lo - 0.02 * (top - bottom)),
                 top if hi is None else min(top, hi + 0.02 * (top - bottom)))
+    _label(ax, points, [s.run for s in have], on)
     ax.set_xlabel(_axis(cost) + ", less is better")
     ax.set_ylabel(f"{_axis(score)}, {'higher' if score.higher_is_better else 'lower'} is better")
     ax.set_title(f"{title}\n{_interval_kind(runs, True)}", loc="left")
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _label(ax, points: list[tuple[float, float]], names: list[str], bold: set[int]) -> None:
+    """Put each run's name next to its point where it overlaps no name placed before it: a few candidate offsets
+    around the point, in screen space, the first free one (the points' axes limits must be final)."""
+    ax.figure.canvas.draw()  # fixes the transform from data to pixels
+    char_w, line_h = 5.6, 11.0  # of a 9-point label at this figure's dpi, in points
+    placed: list[tuple[float, float, float, float]] = []
+    for i in sorted(range(len(points)), key=lambda i: -points[i][1]):
+        px, py = ax.transData.transform(points[i]) * 72 / ax.figure.dpi  # in points
+        w = char_w * len(names[i])
+        spots = [(7, 4), (7, -14), (12, 18), (12, -30), (-12 - w, 18), (-12 - w, -30), (-7 - w, 4), (-7 - w, -14)]
+        boxes = [(px + dx, py + dy, px + dx + w, py + dy + line_h) for dx, dy in spots]
+        k = next((k for k, box in enumerate(boxes) if not any(_overlap(box, b) for b in placed)), len(spots) - 1)
+        dx, dy = spots[k]
+        placed.append(boxes[k])
+        leader = {"arrowstyle": "-", "color": "#9e9e9e", "lw": 0.7, "shrinkA": 0, "shrinkB": 4} if k else None
+        ax.annotate(names[i], points[i], xytext=(dx, dy), textcoords="offset points", fontsize=9, arrowprops=leader,
+                    color="black" if i in bold else "#616161", fontweight="bold" if i in bold else "normal")
 
 
 def _bars(ax, runs: list[RunSummary], series: list[Figure], title: str, better: str,
