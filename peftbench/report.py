@@ -120,6 +120,7 @@ def table_columns(runs: list[RunSummary]) -> list[Column]:
         Column("train tok/s", _fig("train_tokens_per_s"), 5),
         Column("latency p50 ms (merged)", _latency, 4),
     ]
+    cols.append(Column("latency CV", lambda s: _num(s.mean("latency_cv"), ".1%"), 9))
     if any("gen_ms_per_token" in s.figures for s in runs):
         cols.append(Column("gen ms/tok", _fig("gen_ms_per_token"), 7))
     cols.append(Column("adapter MB", _fig("adapter_size_mb"), 8))
@@ -205,7 +206,7 @@ def print_records(records: list[RunRecord], console: Console | None = None, titl
     console.print(table)
     if left_out:
         console.print(f"not shown at this width ({console.width} columns): {', '.join(left_out)}; every column is "
-                      "in results.csv (peftbench report DIR --csv FILE)", style="dim", highlight=False)
+                      "in summary.csv (peftbench report DIR --csv FILE)", style="dim", highlight=False)
     seeded = any(len(s.ok) + len(s.not_ok) > 1 for s in runs)
     for r in records:
         if r.status != "ok" and r.error:
@@ -217,7 +218,7 @@ def print_records(records: list[RunRecord], console: Console | None = None, titl
             console.print(f"peak tensor memory: {'; '.join(kinds)}. peak RSS: whole worker process.", style="dim")
     sure = how_sure(runs)
     if sure:
-        console.print(sure, style="dim", highlight=False)
+        console.print(sure, style="dim", highlight=False, markup=False)
     if lock_note:
         console.print(f"note: {lock_note}", style="yellow", highlight=False)
     if unreadable:

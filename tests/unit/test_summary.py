@@ -82,6 +82,7 @@ def test_report_table_shows_intervals_seeds_and_verdicts(tmp_path):
     assert result.exit_code == 0, result.output
     assert "seeds" in result.stdout and " ± " in result.stdout and "best" in result.stdout
     assert "beyond noise" in result.stdout and "Student-t" in result.stdout and "Benjamini-Hochberg" in result.stdout
+    assert "a [lo, hi]: the interval cut at a bound" in result.stdout  # printed as text, not read as markup
 
 
 def test_exports_csv_json_parquet_and_per_seed(tmp_path):
