@@ -251,25 +251,10 @@ def report(results: Path, csv_path: Path | None, json_path: Path | None, parquet
 
     runs = summarize(records)
     if csv_path or json_path or parquet_path:
-        from .results import to_frame
-        from .summary import summary_frame
+        from .summary import export
 
-        frame = to_frame(records) if per_seed else summary_frame(runs)
-        what = f"{len(frame)} {'records' if per_seed else 'runs'}"
-        if csv_path:
-            frame.to_csv(csv_path, index=False)
-            out.print(f"wrote {csv_path} ({what})", highlight=False)
-        if json_path:
-            if per_seed:
-                from .results import export_json
-
-                export_json(records, json_path)
-            else:
-                frame.to_json(json_path, orient="records", indent=2)
-            out.print(f"wrote {json_path} ({what})", highlight=False)
-        if parquet_path:
-            frame.to_parquet(parquet_path, index=False)
-            out.print(f"wrote {parquet_path} ({what})", highlight=False)
+        for line in export(records, runs, per_seed, csv=csv_path, json=json_path, parquet=parquet_path):
+            out.print(line, highlight=False)
     if plot_path:
         from . import plots
 

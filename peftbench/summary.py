@@ -211,3 +211,28 @@ def summary_frame(runs: list[RunSummary]):
 
     frame = pd.DataFrame(summary_rows(runs), columns=summary_columns())
     return frame.astype({"n_seeds": "Int64", "total_params": "Int64"})
+
+
+def export(records: list[RunRecord], runs: list[RunSummary], per_seed: bool, **paths) -> list[str]:
+    """Write the summary rows (or with `per_seed` the records) to each of paths csv=, json=, parquet= that is
+    given; return a line per file written."""
+    from .results import export_json, to_frame
+
+    frame = to_frame(records) if per_seed else summary_frame(runs)
+    what = f"{len(frame)} {'records' if per_seed else 'runs'}"
+    lines = []
+    for kind, path in paths.items():
+        if path is None:
+            continue
+        if kind == "csv":
+            frame.to_csv(path, index=False)
+        elif kind == "json" and per_seed:
+            export_json(records, path)  # the records themselves, nested settings and scores included
+        elif kind == "json":
+            frame.to_json(path, orient="records", indent=2)
+        elif kind == "parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            raise ValueError(kind)
+        lines.append(f"wrote {path} ({what})")
+    return lines
