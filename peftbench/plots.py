@@ -104,18 +104,25 @@ def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def _inside(a: tuple[float, ...], frame: tuple[float, ...]) -> bool:
+    return frame[0] <= a[0] and a[2] <= frame[2] and frame[1] <= a[1] and a[3] <= frame[3]
+
+
 def _label(ax, points: list[tuple[float, float]], names: list[str], bold: set[int]) -> None:
     """Put each run's name next to its point where it overlaps no name placed before it: a few candidate offsets
     around the point, in screen space, the first free one (the points' axes limits must be final)."""
     ax.figure.canvas.draw()  # fixes the transform from data to pixels
     char_w, line_h = 5.6, 11.0  # of a 9-point label at this figure's dpi, in points
     placed: list[tuple[float, float, float, float]] = []
+    e = ax.get_window_extent()
+    frame = tuple(v * 72 / ax.figure.dpi for v in (e.x0, e.y0, e.x1, e.y1))  # the axes, in points
     for i in sorted(range(len(points)), key=lambda i: -points[i][1]):
         px, py = ax.transData.transform(points[i]) * 72 / ax.figure.dpi  # in points
         w = char_w * len(names[i])
         spots = [(7, 4), (7, -14), (12, 18), (12, -30), (-12 - w, 18), (-12 - w, -30), (-7 - w, 4), (-7 - w, -14)]
         boxes = [(px + dx, py + dy, px + dx + w, py + dy + line_h) for dx, dy in spots]
-        k = next((k for k, box in enumerate(boxes) if not any(_overlap(box, b) for b in placed)), len(spots) - 1)
+        inside = [k for k, box in enumerate(boxes) if _inside(box, frame)] or [0]
+        k = next((k for k in inside if not any(_overlap(boxes[k], b) for b in placed)), inside[0])
         dx, dy = spots[k]
         placed.append(boxes[k])
         leader = {"arrowstyle": "-", "color": "#9e9e9e", "lw": 0.7, "shrinkA": 0, "shrinkB": 4} if k else None

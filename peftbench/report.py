@@ -28,7 +28,7 @@ def _iv(iv: Interval | None, fmt: str) -> str:
     if iv is None:
         return "-"
     hw = iv.half_width
-    if iv.n < 2 or hw is None:
+    if iv.n < 2 or hw is None or iv.lo == iv.hi:  # one seed, or every seed the same (a count, a CPU peak)
         return format(iv.mean, fmt)
     if not math.isclose(iv.mean - iv.lo, iv.hi - iv.mean, rel_tol=1e-9, abs_tol=1e-12):  # cut at a bound
         return f"{format(iv.mean, fmt)} [{format(iv.lo, fmt)}, {format(iv.hi, fmt)}]"
