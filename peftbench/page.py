@@ -31,8 +31,8 @@ th { text-align: left; background: #fafafa; } td.num { text-align: right; font-v
 .scroll { overflow-x: auto; }
 .note { color: #616161; font-size: 0.85rem; }
 .bad { color: #c62828; } .best { font-weight: 600; }
-.plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr)); gap: 1rem; }
-figure { margin: 0; } figure img { width: 100%; height: auto; border: 1px solid #eeeeee; }
+.plots { display: grid; grid-template-columns: 1fr; gap: 1.5rem; }
+figure { margin: 0; } figure img { width: 100%; max-width: 900px; height: auto; border: 1px solid #eeeeee; }
 figcaption { color: #616161; font-size: 0.85rem; }
 pre { background: #fafafa; border: 1px solid #eeeeee; padding: 0.8rem; font-size: 0.8rem; overflow-x: auto; }
 """
