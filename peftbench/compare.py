@@ -8,6 +8,7 @@ each figure (metrics.FIGURES), AFTER minus BEFORE:
 - with two or more seeds in common, the paired t test over those seeds (same seed, same data order);
 - with one seed, a score is paired over the evaluation rows (both folders' per-row data, the same bootstrap
   resamples); a timing of one seed cannot be told from noise and says so;
+- a figure equal in every pair (same seed, same value: CPU training repeats to the bit) is "same", untested;
 - Benjamini-Hochberg across every tested (run, figure) of the comparison, intervals at the Benjamini-Yekutieli
   level (peftbench/stats.py).
 """
@@ -138,7 +139,7 @@ def print_comparison(c: Comparison, console: Console, before: str, after: str, s
         interval = (f"[{_fmt(m.diff.lo, m.figure, True)}, {_fmt(m.diff.hi, m.figure, True)}]"
                     if m.diff.lo is not None else "-")
         how = {"t": f"paired t, {m.diff.n} seeds", "bootstrap": f"bootstrap, {m.diff.n} rows",
-               "exact": "repeats exactly"}[m.diff.method]
+               "exact": "repeats exactly", "identical": "equal in every pair"}[m.diff.method]
         style = "bold" if verdict in SHOWN else "dim"
         unit = f" {m.figure.unit}" if m.figure.unit else ""
         table.add_row(m.run, f"{m.figure.label}{unit}", _fmt(m.before, m.figure), _fmt(m.after, m.figure),

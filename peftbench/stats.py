@@ -14,7 +14,8 @@ Three sources of noise, three methods (README, "How sure is a number"):
   FDR q; R = 1 when none is), so that "beyond the noise" and "the interval leaves out 0" are the same statement
   (exactly for the t test; up to resampling error for the bootstrap).
 - Figures that repeat exactly (trainable parameters, the CPU tensor peak, sizes: Measure.exact) are not tested:
-  any change is real.
+  any change is real. Nor are pairs equal on every seed (CPU training repeats to the bit): "same", and outside
+  the family that Benjamini-Hochberg corrects for.
 - Over evaluation rows (`bootstrap_rows`): for one seed, the percentile bootstrap of a score over the rows the
   evaluation saw (scipy's `bootstrap`, resampling rows with replacement, fixed generator so the numbers repeat).
 
@@ -92,7 +93,9 @@ class Paired:
 
     mean: float
     n: int  # pairs: common seeds, or evaluation rows
-    method: str  # "t": paired t over seeds; "bootstrap": paired bootstrap over evaluation rows; "exact"
+    # "t": paired t over seeds; "bootstrap": paired bootstrap over evaluation rows; "exact": a figure that repeats
+    # exactly (not tested); "identical": the same value on every pair (nothing to test, left out of the family)
+    method: str
     p: float | None  # None: nothing can be said (fewer than two seeds)
     interval: Callable[[float], tuple[float, float]] | None = None
 
@@ -115,6 +118,8 @@ class Difference:
     def verdict(self) -> str:
         if self.method == "exact":
             return "changed" if self.mean else "same"
+        if self.method == "identical":
+            return "same"
         if self.beyond_noise is None:
             return f"cannot tell ({self.n} seed{'s' if self.n != 1 else ''})"
         return "beyond noise" if self.beyond_noise else "within noise"
@@ -127,6 +132,8 @@ def paired_t(diffs: Sequence[float]) -> Paired:
     d = [float(x) for x in diffs]
     n = len(d)
     mean = math.fsum(d) / n if n else math.nan
+    if n and all(x == 0 for x in d):  # the same value on every seed: nothing to test
+        return Paired(0.0, n, "identical", None)
     if n < 2:
         return Paired(mean, n, "t", None)
     if _no_spread(d):  # the t statistic is undefined and the difference is exact
@@ -162,6 +169,8 @@ def paired_bootstrap(a: Callable[[list[int]], float], b: Callable[[list[int]], f
     reps = np.array([a(rows) - b(rows) for rows in idx.tolist()])
     if not (math.isfinite(full) and np.isfinite(reps).all()):
         return Paired(full, n_rows, "bootstrap", None)
+    if full == 0 and not reps.any():  # the same score on every resample: the rows agree, nothing to test
+        return Paired(0.0, n_rows, "identical", None)
     below, above = (np.sum(reps <= 0) + 1) / (resamples + 1), (np.sum(reps >= 0) + 1) / (resamples + 1)
     p = float(min(1.0, 2 * min(below, above)))
 
@@ -178,7 +187,7 @@ def correct(family: dict[str, Paired], q: float = FDR) -> dict[str, Difference]:
     selected, so that a difference is "beyond noise" when its interval leaves out 0."""
     from scipy import stats
 
-    testable = {k: d for k, d in family.items() if d.p is not None and d.method != "exact"}
+    testable = {k: d for k, d in family.items() if d.p is not None and d.method not in ("exact", "identical")}
     adjusted = {}
     if testable:
         ps = stats.false_discovery_control([d.p for d in testable.values()], method="bh")

@@ -41,7 +41,9 @@ def test_paired_t_against_the_closed_form_for_two_degrees_of_freedom():
 
 def test_paired_t_without_spread_or_with_one_pair():
     assert stats.paired_t([0.2, 0.2]).p == 0.0  # the same nonzero difference every seed: exact, not noise
-    assert stats.paired_t([0.0, 0.0]).p == 1.0
+    same = stats.paired_t([0.0, 0.0])  # equal on every seed: nothing to test, and left out of the family
+    assert same.method == "identical" and same.p is None
+    assert stats.correct({"s": same, "t": stats.paired_t([0.1, 0.3])})["s"].verdict == "same"
     assert stats.paired_t([0.3]).p is None
 
 
@@ -113,4 +115,8 @@ def test_paired_bootstrap_over_the_same_rows():
     assert 0 < lo < 0.1 < hi  # every resample has a >= b: clearly beyond noise
     assert diff.p < 0.01
     same = stats.paired_bootstrap(score(a), score(a), 100)
-    assert same.mean == 0 and same.p == 1.0
+    assert same.mean == 0 and same.method == "identical"
+    c = b[:]
+    c[0], c[99] = 0, 1  # the same score on all rows, from different rows: the resamples tell them apart
+    moved = stats.paired_bootstrap(score(b), score(c), 100)
+    assert moved.mean == 0 and moved.method == "bootstrap" and moved.p == 1.0
