@@ -75,8 +75,10 @@ def _paired(fig: Figure, a: list[RunRecord], b: list[RunRecord], task: str | Non
         if common:
             return stats.exact_change([vb[s] for s in common], [va[s] for s in common])
         return stats.exact_change([sum(vb.values()) / len(vb)], [sum(va.values()) / len(va)])
-    if len(common) >= 2:
-        return stats.paired_t([vb[s] - va[s] for s in common])
+    if common:
+        paired = stats.paired_t([vb[s] - va[s] for s in common])
+        if len(common) >= 2 or paired.method == "identical":
+            return paired
     if common and fig.metric is not None and not fig.base:
         ra = next(r for r in a if r.seed == common[0])
         rb = next(r for r in b if r.seed == common[0])

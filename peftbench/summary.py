@@ -132,7 +132,7 @@ def versus_best(summaries: list[RunSummary], fig: Figure, task: str | None = Non
         a, b = s.by_seed(fig), top.by_seed(fig)
         common = sorted(a.keys() & b.keys())
         paired = stats.paired_t([a[k] - b[k] for k in common])
-        if paired.p is None and fig.metric is not None and not fig.base:
+        if paired.method == "t" and paired.p is None and fig.metric is not None and not fig.base:  # < 2 seeds
             ra, rb = s.ok[0], top.ok[0]
             sa, sb = row_scorer(task, ra, fig.metric), row_scorer(task, rb, fig.metric)
             if sa and sb and n_eval_rows(ra) == n_eval_rows(rb) and ra.eval_rows == rb.eval_rows:

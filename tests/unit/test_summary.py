@@ -71,6 +71,19 @@ def test_summary_means_intervals_and_the_best(tmp_path):
     assert task_of(full.ok) == "classification"
 
 
+@pytest.mark.parametrize("seeds", [(0, 1, 2), (0,)])
+def test_a_run_equal_to_the_best_on_every_seed_is_the_same_not_a_test(tmp_path, seeds):
+    store = _folder(tmp_path / "a", seeds=seeds)
+    for s in seeds:  # a second run with the best run's scores, seed by seed and row by row
+        twin = store.read(f"full@s{s}")
+        twin.run, twin.method = "twin", "ia3"
+        store.write(twin, f"twin@s{s}")
+    runs = summarize(store.records())
+    diffs = versus_best(runs, FIGURES["eval_accuracy"])
+    assert diffs["twin"].verdict == "same" and diffs["twin"].p_adjusted is None
+    assert diffs["prompt"].p_adjusted is not None  # the others are still compared
+
+
 def test_a_failed_seed_is_counted_not_averaged(tmp_path):
     store = _folder(tmp_path / "a")
     store.write(RunRecord(run="lora-r8", method="lora", status="failed", seed=2, error="boom"), "lora-r8@s2")
@@ -158,13 +171,15 @@ def test_compare_says_what_moved_beyond_the_noise(tmp_path):
 
 def test_compare_with_one_seed_resamples_the_evaluation_rows(tmp_path):
     before = _folder(tmp_path / "a", seeds=(0,))
-    after = _folder(tmp_path / "b", seeds=(0,), shift=4)
+    after = _folder(tmp_path / "b", seeds=(0,), shift=4, jitter=3.0)
     result = invoke("compare", before.root, after.root, "--all")
     assert result.exit_code == 0, result.output
     acc = next(line for line in result.stdout.splitlines() if "prompt" in line and " accuracy" in line
                and "base" not in line)
     assert "bootstrap, 40 rows" in acc
-    assert "cannot tell (1 seed)" in result.stdout  # a timing of one seed
+    assert "cannot tell (1 seed)" in result.stdout  # throughput, moved by 3 tok/s on one seed
+    latency = next(line for line in result.stdout.splitlines() if "full" in line and "latency p50 ms" in line)
+    assert "same" in latency  # equal: nothing to tell
 
 
 def test_compare_notes_what_differs_between_the_folders(tmp_path):
