@@ -89,6 +89,8 @@ def _versus(fig: Figure, diffs: dict, top: str | None) -> Callable[[RunSummary],
         d = diffs.get(s.run)
         if d is None:
             return "-"
+        if d.verdict == "same":
+            return "same"
         style = "" if d.beyond_noise else "dim"
         text = f"{format(d.mean, '+' + fig.fmt.lstrip(','))} {d.verdict}"
         return f"[{style}]{text}[/]" if style else text
