@@ -105,10 +105,23 @@ def _failures(runs: list[RunSummary]) -> str:
     return f'<h2>Runs that did not finish</h2><ul class="bad">{"".join(lines)}</ul>' if lines else ""
 
 
+def _yaml(data: Any) -> str:
+    """The resolved suite as YAML, a string with a newline in double quotes ("{input}\\n") instead of YAML's folded
+    single-quoted form, which shows the newline as a blank line."""
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"' if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=110)
+
+
 def page(runs: list[RunSummary], manifest: dict | None, title: str, notes: list[str]) -> str:
     """The whole page as one string."""
     suite = (manifest or {}).get("resolved_suite")
-    suite_text = yaml.safe_dump(suite, sort_keys=False) if suite else "(no resolved suite in the manifest)"
+    suite_text = _yaml(suite) if suite else "(no resolved suite in the manifest)"
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     n_records = sum(len(s.ok) + len(s.not_ok) for s in runs)
     extra = "".join(f'<p class="note">{_e(n)}</p>' for n in notes if n)
