@@ -2,7 +2,8 @@
 beyond the noise. No torch import.
 
 What a maintainer does by hand after a library upgrade or on a new machine. For each run both folders have and
-each figure (metrics.FIGURES), AFTER minus BEFORE:
+each figure (metrics.FIGURES), AFTER minus BEFORE over the seeds both folders have (the before and after columns
+are the means over those seeds), as summary.paired_figure pairs them:
 
 - a figure that repeats exactly (Measure.exact: counts, the CPU tensor peak, sizes) is "same" or "changed";
 - with two or more seeds in common, the paired t test over those seeds (same seed, same data order);
@@ -15,6 +16,7 @@ each figure (metrics.FIGURES), AFTER minus BEFORE:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -24,7 +26,7 @@ from . import stats
 from .metrics import FIGURES, Figure
 from .results import RunRecord
 from .stats import Difference
-from .summary import n_eval_rows, row_scorer, summarize, task_of
+from .summary import paired_figure, summarize, task_of
 
 
 @dataclass(frozen=True)
@@ -64,33 +66,6 @@ def _manifest_notes(a: dict | None, b: dict | None) -> list[str]:
     return notes
 
 
-def _paired(fig: Figure, a: list[RunRecord], b: list[RunRecord], task: str | None) -> stats.Paired | None:
-    """AFTER (b) minus BEFORE (a) for one figure of one run, before the correction."""
-    va = {r.seed: v for r in a if (v := fig.value(r)) is not None}
-    vb = {r.seed: v for r in b if (v := fig.value(r)) is not None}
-    if not va or not vb:
-        return None
-    common = sorted(va.keys() & vb.keys(), key=lambda s: (s is None, s))
-    if fig.exact:
-        if common:
-            return stats.exact_change([vb[s] for s in common], [va[s] for s in common])
-        return stats.exact_change([sum(vb.values()) / len(vb)], [sum(va.values()) / len(va)])
-    if common:
-        paired = stats.paired_t([vb[s] - va[s] for s in common])
-        if len(common) >= 2 or paired.method == "identical":
-            return paired
-    if common and fig.metric is not None and not fig.base:
-        ra = next(r for r in a if r.seed == common[0])
-        rb = next(r for r in b if r.seed == common[0])
-        sa, sb = row_scorer(task, ra, fig.metric), row_scorer(task, rb, fig.metric)
-        if sa and sb and n_eval_rows(ra) == n_eval_rows(rb) and ra.eval_rows == rb.eval_rows:
-            boot = stats.paired_bootstrap(sb, sa, n_eval_rows(ra))
-            if boot is not None:
-                return boot
-    mean_a, mean_b = sum(va.values()) / len(va), sum(vb.values()) / len(vb)
-    return stats.Paired(mean_b - mean_a, len(common), "t", None)
-
-
 def compare_stores(records_a: list[RunRecord], records_b: list[RunRecord], manifest_a: dict | None,
                    manifest_b: dict | None) -> Comparison:
     runs_a = {s.run: s for s in summarize(records_a, rows=False)}
@@ -102,10 +77,10 @@ def compare_stores(records_a: list[RunRecord], records_b: list[RunRecord], manif
     for run in both:
         sa, sb = runs_a[run], runs_b[run]
         for key, fig in FIGURES.items():
-            paired = _paired(fig, sa.ok, sb.ok, task)
-            if paired is not None:
-                family[(run, key)] = paired
-                means[(run, key)] = (sa.mean(key), sb.mean(key))
+            found = paired_figure(fig, sb.ok, sa.ok, task)  # AFTER minus BEFORE
+            if found is not None:
+                family[(run, key)] = found[0]
+                means[(run, key)] = (found[2], found[1])  # before, after: over the seeds both have
     corrected = stats.correct({f"{run}\0{key}": d for (run, key), d in family.items()})
     rows = [Moved(run, FIGURES[key], *means[(run, key)], corrected[f"{run}\0{key}"]) for run, key in family]
     return Comparison(
@@ -120,7 +95,7 @@ SHOWN = ("beyond noise", "changed")  # what the table lists without --all
 
 
 def _fmt(v: float | None, fig: Figure, sign: bool = False) -> str:
-    if v is None:
+    if v is None or not math.isfinite(v):
         return "-"
     spec = fig.fmt.lstrip(",") if sign else fig.fmt
     return format(v, ("+" if sign else "") + spec)
@@ -137,7 +112,7 @@ def print_comparison(c: Comparison, console: Console, before: str, after: str, s
         counts[verdict] = counts.get(verdict, 0) + 1
         if not show_all and verdict not in SHOWN:
             continue
-        rel = f" ({100 * m.diff.mean / abs(m.before):+.1f}%)" if m.before else ""
+        rel = f" ({100 * m.diff.mean / abs(m.before):+.1f}%)" if m.before and math.isfinite(m.diff.mean) else ""
         interval = (f"[{_fmt(m.diff.lo, m.figure, True)}, {_fmt(m.diff.hi, m.figure, True)}]"
                     if m.diff.lo is not None else "-")
         how = {"t": f"paired t, {m.diff.n} seeds", "bootstrap": f"bootstrap, {m.diff.n} rows",

@@ -56,7 +56,8 @@ def _interval_kind(runs: list[RunSummary], scores: bool) -> str:
     what, whisker = ("points", "bars") if scores else ("bars", "whiskers")
     if seeds and seeds[-1] > 1:
         n = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
-        return f"{what}: mean over {n} seeds; {whisker}: 95% Student-t interval"
+        single = seeds[0] == 1 and (" (one-seed runs: bootstrap over rows)" if scores else " (one-seed runs: none)")
+        return f"{what}: mean over {n} seeds; {whisker}: 95% Student-t interval{single or ''}"
     return f"one seed; {whisker}: 95% bootstrap over the evaluation rows" if scores else "one seed: no interval"
 
 

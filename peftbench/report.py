@@ -89,8 +89,8 @@ def _versus(fig: Figure, diffs: dict, top: str | None) -> Callable[[RunSummary],
         d = diffs.get(s.run)
         if d is None:
             return "-"
-        if d.verdict == "same":
-            return "same"
+        if d.verdict == "same" or not math.isfinite(d.mean):
+            return d.verdict
         style = "" if d.beyond_noise else "dim"
         text = f"{format(d.mean, '+' + fig.fmt.lstrip(','))} {d.verdict}"
         return f"[{style}]{text}[/]" if style else text
@@ -135,7 +135,8 @@ def table_columns(runs: list[RunSummary]) -> list[Column]:
         if any(fig.key in s.rows for s in runs):
             cols.append(Column(f"{fig.label} 95% over rows", _rows(fig.key), 6))
         top = best(runs, fig)
-        cols.append(Column(f"vs best {fig.label}", _versus(fig, versus_best(runs, fig), top and top.run), 1))
+        if sum(s.mean(fig.key) is not None for s in runs) > 1:  # one run is best of nothing
+            cols.append(Column(f"vs best {fig.label}", _versus(fig, versus_best(runs, fig), top and top.run), 1))
     return cols
 
 

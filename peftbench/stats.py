@@ -98,6 +98,7 @@ class Paired:
     method: str
     p: float | None  # None: nothing can be said (fewer than two seeds)
     interval: Callable[[float], tuple[float, float]] | None = None
+    differs: bool = False  # "exact": some pair differs (changes of +1 and -1 still count)
 
 
 @dataclass(frozen=True)
@@ -113,45 +114,51 @@ class Difference:
     p: float | None
     p_adjusted: float | None  # Benjamini-Hochberg over the family
     beyond_noise: bool | None  # None: fewer than two seeds and no evaluation rows to resample: cannot tell
+    differs: bool = False
 
     @property
     def verdict(self) -> str:
         if self.method == "exact":
-            return "changed" if self.mean else "same"
+            return "changed" if self.differs else "same"
         if self.method == "identical":
             return "same"
         if self.beyond_noise is None:
-            return f"cannot tell ({self.n} seed{'s' if self.n != 1 else ''})"
+            unit = "row" if self.method == "bootstrap" else "seed"
+            return f"cannot tell ({self.n} {unit}{'s' if self.n != 1 else ''})"
         return "beyond noise" if self.beyond_noise else "within noise"
 
 
 def paired_t(diffs: Sequence[float]) -> Paired:
-    """The paired t test and interval of per-seed differences (a[seed] - b[seed])."""
+    """The paired t test and interval of per-seed differences (a[seed] - b[seed]). p is None (nothing can be said
+    from the seeds) for fewer than two pairs, for a value that is not finite, and for differences without spread:
+    a score is a count of rows, so two seeds that each gain one row give equal differences by chance, and the t
+    statistic is undefined; the caller can then resample the evaluation rows instead."""
     from scipy import stats
 
     d = [float(x) for x in diffs]
     n = len(d)
+    if not all(math.isfinite(x) for x in d):
+        return Paired(math.nan, n, "t", None)
     mean = math.fsum(d) / n if n else math.nan
-    if n and all(x == 0 for x in d):  # the same value on every seed: nothing to test
+    if n >= 2 and all(math.isclose(x, 0.0, abs_tol=1e-12) for x in d):  # equal on every seed: nothing to test
         return Paired(0.0, n, "identical", None)
-    if n < 2:
+    if n < 2 or _no_spread(d):
         return Paired(mean, n, "t", None)
-    if _no_spread(d):  # the t statistic is undefined and the difference is exact
-        return Paired(mean, n, "t", 0.0 if d[0] != 0 else 1.0, lambda level: (mean, mean))
     sem = stats.sem(d)
 
     def interval(level: float) -> tuple[float, float]:
         lo, hi = stats.t.interval(level, n - 1, loc=mean, scale=sem)
         return float(lo), float(hi)
 
-    return Paired(mean, n, "t", float(stats.ttest_1samp(d, 0.0).pvalue), interval)
+    p = float(stats.ttest_1samp(d, 0.0).pvalue)
+    return Paired(mean, n, "t", p if math.isfinite(p) else None, interval)
 
 
 def exact_change(a: Sequence[float], b: Sequence[float]) -> Paired:
     """A figure that repeats exactly (Measure.exact): any change between paired values is real, not noise."""
     d = [x - y for x, y in zip(a, b, strict=True)]
     mean = math.fsum(d) / len(d) if d else math.nan
-    return Paired(mean, len(d), "exact", None)
+    return Paired(mean, len(d), "exact", None, differs=any(x != 0 for x in d))
 
 
 def paired_bootstrap(a: Callable[[list[int]], float], b: Callable[[list[int]], float], n_rows: int,
@@ -187,7 +194,8 @@ def correct(family: dict[str, Paired], q: float = FDR) -> dict[str, Difference]:
     selected, so that a difference is "beyond noise" when its interval leaves out 0."""
     from scipy import stats
 
-    testable = {k: d for k, d in family.items() if d.p is not None and d.method not in ("exact", "identical")}
+    testable = {k: d for k, d in family.items()
+                if d.p is not None and math.isfinite(d.p) and d.method not in ("exact", "identical")}
     adjusted = {}
     if testable:
         ps = stats.false_discovery_control([d.p for d in testable.values()], method="bh")
@@ -198,7 +206,7 @@ def correct(family: dict[str, Paired], q: float = FDR) -> dict[str, Difference]:
     out = {}
     for key, d in family.items():
         if key not in testable:
-            out[key] = Difference(d.mean, None, None, d.n, d.method, None, d.p, None, None)
+            out[key] = Difference(d.mean, None, None, d.n, d.method, None, d.p, None, None, d.differs)
             continue
         lo, hi = d.interval(level) if d.interval is not None else (None, None)
         out[key] = Difference(d.mean, lo, hi, d.n, d.method, level, d.p, adjusted[key], adjusted[key] <= q)

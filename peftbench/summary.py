@@ -7,6 +7,7 @@ seeds is one point with an interval everywhere, and the statistics are those of 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -117,27 +118,47 @@ def best(summaries: list[RunSummary], fig: Figure) -> RunSummary | None:
     return max(have, key=lambda s: sign * s.mean(fig.key))
 
 
+def paired_figure(fig: Figure, a: list[RunRecord], b: list[RunRecord], task: str | None
+                  ) -> tuple[stats.Paired, float, float] | None:
+    """(a - b for one figure, a's mean, b's mean) over the seeds the two sets of ok records share, before the
+    correction for many comparisons; None when either has no value. A figure that repeats exactly is compared as
+    such (any change is real); with two or more seeds in common, the paired t test; when the seeds say nothing
+    (one in common, or differences without spread), a score is paired over the evaluation rows of the first
+    common seed (both sides on the same bootstrap resamples)."""
+    va = {r.seed: v for r in a if (v := fig.value(r)) is not None and math.isfinite(v)}
+    vb = {r.seed: v for r in b if (v := fig.value(r)) is not None and math.isfinite(v)}
+    if not va or not vb:
+        return None
+    common = sorted(va.keys() & vb.keys(), key=lambda k: (k is None, k))
+    if not common:  # nothing to pair: the means of each, and nothing can be said
+        mean_a, mean_b = math.fsum(va.values()) / len(va), math.fsum(vb.values()) / len(vb)
+        return stats.Paired(mean_a - mean_b, 0, "t", None), mean_a, mean_b
+    mean_a, mean_b = (math.fsum(v[k] for k in common) / len(common) for v in (va, vb))
+    if fig.exact:
+        return stats.exact_change([va[k] for k in common], [vb[k] for k in common]), mean_a, mean_b
+    paired = stats.paired_t([va[k] - vb[k] for k in common])
+    if paired.method == "t" and paired.p is None and fig.metric is not None and not fig.base:
+        ra = next(r for r in a if r.seed == common[0])
+        rb = next(r for r in b if r.seed == common[0])
+        sa, sb = row_scorer(task, ra, fig.metric), row_scorer(task, rb, fig.metric)
+        if sa and sb and n_eval_rows(ra) == n_eval_rows(rb) and ra.eval_rows == rb.eval_rows:
+            paired = stats.paired_bootstrap(sa, sb, n_eval_rows(ra)) or paired
+    return paired, mean_a, mean_b
+
+
 def versus_best(summaries: list[RunSummary], fig: Figure, task: str | None = None) -> dict[str, Difference]:
-    """Every run with the figure, minus the best run, corrected across those comparisons (stats.correct): paired by
-    seed where they share two or more seeds; for a score with fewer, paired over the first seed's evaluation rows
-    (the noise of the evaluation set alone)."""
+    """Every run with the figure, minus the best run (paired_figure), corrected across those comparisons
+    (stats.correct)."""
     top = best(summaries, fig)
     if top is None:
         return {}
     task = task or task_of([r for s in summaries for r in s.ok])
     family: dict[str, stats.Paired] = {}
     for s in summaries:
-        if s is top or s.mean(fig.key) is None:
-            continue
-        a, b = s.by_seed(fig), top.by_seed(fig)
-        common = sorted(a.keys() & b.keys())
-        paired = stats.paired_t([a[k] - b[k] for k in common])
-        if paired.method == "t" and paired.p is None and fig.metric is not None and not fig.base:  # < 2 seeds
-            ra, rb = s.ok[0], top.ok[0]
-            sa, sb = row_scorer(task, ra, fig.metric), row_scorer(task, rb, fig.metric)
-            if sa and sb and n_eval_rows(ra) == n_eval_rows(rb) and ra.eval_rows == rb.eval_rows:
-                paired = stats.paired_bootstrap(sa, sb, n_eval_rows(ra)) or paired
-        family[s.run] = paired
+        if s is not top and s.mean(fig.key) is not None:
+            found = paired_figure(fig, s.ok, top.ok, task)
+            if found is not None:
+                family[s.run] = found[0]
     return stats.correct(family)
 
 
@@ -161,7 +182,8 @@ def pareto(points: list[tuple[float, float]], higher_x: bool = False, higher_y: 
 
 SUMMARY_HEAD = ["run", "method", "status", "n_seeds", "seeds", "total_params", "trainable_pct", "device",
                 "precision"]
-VERSUS = ["vs_best", "vs_best_diff", "vs_best_lo", "vs_best_hi", "vs_best_p_adjusted", "vs_best_verdict"]
+VERSUS = ["vs_best", "vs_best_diff", "vs_best_lo", "vs_best_hi", "vs_best_level", "vs_best_p_adjusted",
+          "vs_best_verdict"]
 
 
 def summary_columns() -> list[str]:
@@ -199,8 +221,8 @@ def summary_rows(runs: list[RunSummary]) -> list[dict]:
             if s is top:
                 row["vs_best_verdict"] = "best"
             else:
-                row.update(vs_best_diff=d.mean, vs_best_lo=d.lo, vs_best_hi=d.hi, vs_best_p_adjusted=d.p_adjusted,
-                           vs_best_verdict=d.verdict)
+                row.update(vs_best_diff=d.mean if math.isfinite(d.mean) else None, vs_best_lo=d.lo, vs_best_hi=d.hi,
+                           vs_best_level=d.level, vs_best_p_adjusted=d.p_adjusted, vs_best_verdict=d.verdict)
         out.append(row)
     return out
 

@@ -40,11 +40,18 @@ def test_paired_t_against_the_closed_form_for_two_degrees_of_freedom():
 
 
 def test_paired_t_without_spread_or_with_one_pair():
-    assert stats.paired_t([0.2, 0.2]).p == 0.0  # the same nonzero difference every seed: exact, not noise
+    # the same gain on every seed (one row of 40 each time): no spread, the t statistic is undefined, not p = 0
+    assert stats.paired_t([0.025, 0.025]).p is None
+    assert stats.paired_t([1e-16, 0.0, 0.0]).method == "identical"  # float rounding is no difference
     same = stats.paired_t([0.0, 0.0])  # equal on every seed: nothing to test, and left out of the family
     assert same.method == "identical" and same.p is None
     assert stats.correct({"s": same, "t": stats.paired_t([0.1, 0.3])})["s"].verdict == "same"
-    assert stats.paired_t([0.3]).p is None
+    assert stats.paired_t([0.3]).p is None and stats.paired_t([0.0]).method == "t"  # one seed says nothing
+    assert stats.paired_t([float("inf"), 0.2]).p is None
+
+
+def test_an_exact_figure_that_moves_both_ways_has_changed():
+    assert stats.correct({"c": stats.exact_change([401.0, 399.0], [400.0, 400.0])})["c"].verdict == "changed"
 
 
 def _fixed(p: float, levels: list) -> stats.Paired:
