@@ -98,7 +98,18 @@ def _fmt(v: float | None, fig: Figure, sign: bool = False) -> str:
     if v is None or not math.isfinite(v):
         return "-"
     spec = fig.fmt.lstrip(",") if sign else fig.fmt
-    return format(v, ("+" if sign else "") + spec)
+    text = format(v, ("+" if sign else "") + spec)
+    if v and not any(c in "123456789" for c in text):  # a real change below the figure's own precision
+        text = format(v, ("+" if sign else "") + ".3g")
+    return text
+
+
+def _pair(before: float, after: float, fig: Figure) -> tuple[str, str]:
+    """before and after, with as many digits as it takes to see that they differ."""
+    a, b = _fmt(before, fig), _fmt(after, fig)
+    if a == b and before != after:
+        a, b = format(before, ".7g"), format(after, ".7g")
+    return a, b
 
 
 def print_comparison(c: Comparison, console: Console, before: str, after: str, show_all: bool) -> None:
@@ -112,14 +123,15 @@ def print_comparison(c: Comparison, console: Console, before: str, after: str, s
         counts[verdict] = counts.get(verdict, 0) + 1
         if not show_all and verdict not in SHOWN:
             continue
-        rel = f" ({100 * m.diff.mean / abs(m.before):+.1f}%)" if m.before and math.isfinite(m.diff.mean) else ""
+        pct = 100 * m.diff.mean / abs(m.before) if m.before and math.isfinite(m.diff.mean) else None
+        rel = "" if pct is None else f" ({pct:+.1f}%)" if abs(pct) >= 0.05 or not pct else f" ({pct:+.1g}%)"
         interval = (f"[{_fmt(m.diff.lo, m.figure, True)}, {_fmt(m.diff.hi, m.figure, True)}]"
                     if m.diff.lo is not None else "-")
         how = {"t": f"paired t, {m.diff.n} seeds", "bootstrap": f"bootstrap, {m.diff.n} rows",
                "exact": "repeats exactly", "identical": "equal in every pair"}[m.diff.method]
         style = "bold" if verdict in SHOWN else "dim"
         unit = f" {m.figure.unit}" if m.figure.unit else ""
-        table.add_row(m.run, f"{m.figure.label}{unit}", _fmt(m.before, m.figure), _fmt(m.after, m.figure),
+        table.add_row(m.run, f"{m.figure.label}{unit}", *_pair(m.before, m.after, m.figure),
                       _fmt(m.diff.mean, m.figure, True) + rel, interval, f"[{style}]{verdict}[/]", how)
     if table.row_count:
         console.print(table)
