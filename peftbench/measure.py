@@ -114,6 +114,10 @@ class PeakMemory:
 
     def exclude_end(self) -> None:
         if self.device.type == "cuda":
+            # resetting sets each peak to the current value, and the current reserved memory still holds the
+            # excluded phase's freed blocks in the caching allocator: release them first, or peak_reserved_mib
+            # would count evaluation's cache
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def _cuda_fold(self) -> None:

@@ -195,6 +195,9 @@ def load_tokenizer(cfg: ModelConfig, path: str):
     return tok
 
 
+CHECKPOINT_KWARGS = {"use_reentrant": False}  # every method's gradient checkpointing, QLoRA's included
+
+
 def load_model(cfg: ModelConfig, path: str, tokenizer: Any, dtype: Any, device: Any, extra: dict[str, Any]):
     """from_pretrained with the task's model class and the method's extra kwargs (e.g. quantization), on `device`."""
     from . import tasks
@@ -203,8 +206,9 @@ def load_model(cfg: ModelConfig, path: str, tokenizer: Any, dtype: Any, device: 
     kwargs: dict[str, Any] = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=dtype,
                                   **kind.model_kwargs(cfg))
     quantized = "quantization_config" in extra
-    if quantized and device.type == "cuda":
-        kwargs["device_map"] = {"": device.index or 0}  # bitsandbytes quantizes while placing on the GPU
+    if quantized:  # bitsandbytes quantizes while placing; without a map it places on cuda:0 whenever CUDA exists,
+        # and a `device: cpu` suite on a GPU machine then fails with tensors on two devices
+        kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": str(device)}
     model = kind.auto_class().from_pretrained(path, **kwargs, **extra)
     if quantized:
         from .compat import keep_4bit_weights_trainable
@@ -225,5 +229,5 @@ def load_prepared(suite: Suite, method: Any, settings: Any, ctx: Any, path: str,
     if ctx.device.type == "cpu":
         own_cpu_storage(model)
     if ctx.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(CHECKPOINT_KWARGS))
     return method.prepare(model, settings, ctx)

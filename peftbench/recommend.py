@@ -30,7 +30,7 @@ from .arch import Arch, Footprint, arch_from_config
 from .errors import PeftbenchError
 from .estimate import CUDA_CONTEXT_GIB, Estimate, Workload, estimate
 from .methods.base import Advice, Traits
-from .metrics import METRICS
+from .metrics import METRICS, PRIMARY
 
 DEFAULT_SEQ_LEN = 512  # tokens per sequence when --seq-len is not given: a typical instruction-tuning sample
 MARGIN_FRACTION = 0.10  # of the budget: allocator slack (reserved - allocated, 0-10%) and the estimate's error
@@ -314,7 +314,9 @@ def fit(cand: Candidate, arch: Arch, req: Request, budget: Budget) -> Option:
 # ---- measured results -----------------------------------------------------------------------------------------
 
 
-RANKED_BY = ("accuracy", "exact_match", "perplexity")  # the first a run has (and is not 0) ranks the methods
+# the first score a run has (and that is not 0) ranks the methods: each task kind's primary score, then the older
+# ones (records from before ROUGE-L have exact match)
+RANKED_BY = tuple(dict.fromkeys([*PRIMARY.values(), "exact_match", "perplexity"]))
 
 
 def _metric(rec) -> tuple[str, float] | None:

@@ -67,10 +67,15 @@ def rank_notes(r: int, wrapped) -> tuple[str, ...]:
 
 def quantized_lora(model, settings: LoraSettings, ctx):
     """LoRA on a bitsandbytes-quantized base: peft's k-bit preparation (the rest cast to fp32, input gradients on,
-    checkpointing as the run asks), then the adapters."""
+    checkpointing as the run asks), then the adapters. peft enables checkpointing again itself, with empty kwargs
+    unless given some: the same non-reentrant checkpointing as every other method (models.CHECKPOINT_KWARGS), or
+    QLoRA would silently run torch's reentrant kind."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=ctx.gradient_checkpointing)
+    from ..models import CHECKPOINT_KWARGS
+
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=ctx.gradient_checkpointing,
+                                            gradient_checkpointing_kwargs=dict(CHECKPOINT_KWARGS))
     return get_peft_model(model, lora_config(settings, ctx))
 
 

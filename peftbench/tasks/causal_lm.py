@@ -123,12 +123,15 @@ class CausalLM(TaskKind):
                 new = out[:, batch["input_ids"].shape[1]:]
                 generated += [" ".join(t.split()) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
         loss = loss_sum / max(weight, 1)
+        rouge = metrics.rouge_l(generated, data.references)
         scores = {"loss": loss, "perplexity": metrics.perplexity(loss),
-                  "exact_match": metrics.exact_match(generated, data.references)}
+                  "exact_match": metrics.exact_match(generated, data.references),
+                  "rouge_l": sum(rouge) / max(len(rouge), 1)}
         return Evaluation(scores, {"loss_sum": row_sum, "tokens": row_tokens,
-                                   "match": metrics.matches(generated, data.references)})
+                                   "match": metrics.matches(generated, data.references), "rouge_l": rouge})
 
     def score_rows(self, per_row, rows):
         loss = sum(per_row["loss_sum"][i] for i in rows) / max(sum(per_row["tokens"][i] for i in rows), 1)
         return {"loss": loss, "perplexity": metrics.perplexity(loss),
-                "exact_match": sum(per_row["match"][i] for i in rows) / len(rows)}
+                "exact_match": sum(per_row["match"][i] for i in rows) / len(rows),
+                "rouge_l": sum(per_row["rouge_l"][i] for i in rows) / len(rows)}

@@ -183,3 +183,52 @@ def test_adalora_one_step_run_and_16_bit_base_keep_ranknum_frozen():
     batch = {"input_ids": torch.randint(0, 128, (2, 10))}
     model(**batch, labels=batch["input_ids"]).loss.backward()
     method.after_optimizer_step(model, 1)  # nothing to allocate in a 1-step run
+
+
+# ---- quantized bases: placement and checkpointing (issue: the 7B comparison) -------------------------------------
+
+def _loaded_qlora(tmp_path, monkeypatch, checkpointing: bool):
+    """The worker's own loading and preparation of a QLoRA run on the tiny Llama, on the CPU; the kwargs that
+    from_pretrained saw."""
+    from transformers import AutoModelForCausalLM
+
+    from peftbench import methods, models
+    from peftbench.context import RunContext
+    from peftbench.suite import parse_suite
+
+    suite, runs = parse_suite({**TINY_CAUSAL, "methods": [{"method": "qlora", "ranks": [4]}]})
+    method = methods.get("qlora")
+    settings = method.Settings.model_validate(runs[0].settings)
+    path = models.model_path(suite.model, None)
+    tokenizer = models.load_tokenizer(suite.model, path)
+    from peftbench import tasks
+
+    ctx = RunContext(task=tasks.get("causal_lm"), device=torch.device("cpu"), precision="fp32",
+                     load_dtype=torch.float32, compute_dtype=torch.float32, gradient_checkpointing=checkpointing,
+                     tokenizer_path=path, total_steps=3)
+    seen = {}
+    real = AutoModelForCausalLM.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        seen.update(kwargs)
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(spy))
+    return models.load_prepared(suite, method, settings, ctx, path, tokenizer), seen
+
+
+def test_a_cpu_qlora_run_is_placed_on_the_cpu_even_where_cuda_exists(tmp_path, monkeypatch):
+    """Without a device map the bitsandbytes quantizer places the model on cuda:0 whenever CUDA exists, and a
+    `device: cpu` suite fails at its first forward; the run's device is always passed."""
+    model, seen = _loaded_qlora(tmp_path, monkeypatch, checkpointing=False)
+    assert seen["device_map"] == {"": "cpu"}
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+
+
+def test_qlora_checkpoints_as_every_other_method_does(tmp_path, monkeypatch):
+    """peft's k-bit preparation enables checkpointing again, with empty kwargs (torch's reentrant kind) unless given
+    the run's: every block's checkpoint function must be the non-reentrant one."""
+    model, _ = _loaded_qlora(tmp_path, monkeypatch, checkpointing=True)
+    layers = model.base_model.model.model.layers
+    funcs = [layer._gradient_checkpointing_func for layer in layers]
+    assert funcs and all(f.keywords == {"use_reentrant": False} for f in funcs), [f.keywords for f in funcs]

@@ -26,3 +26,12 @@ def test_perplexity_and_exact_match():
 def test_empty_inputs_raise():
     with pytest.raises(ValueError):
         metrics.accuracy([], [])
+
+
+def test_rouge_l_by_hand():
+    # longest common subsequence of words: cat sat on mat = 4 of 6 each way: P = R = F = 2/3
+    assert metrics.rouge_l(["a cat sat on a mat"], ["the cat sat on the mat"]) == [pytest.approx(2 / 3)]
+    # case and punctuation are not words (rouge-score's tokenizer); an empty answer scores 0
+    assert metrics.rouge_l(["The Cat!", ""], ["the cat", "anything"]) == [1.0, 0.0]
+    # partial credit where exact match gives none: "red fox" in "the red fox": P = 1, R = 2/3, F = 0.8
+    assert metrics.rouge_l(["red fox"], ["the red fox"]) == [pytest.approx(0.8)]
