@@ -1,5 +1,5 @@
 """Causal language modelling: a prompt and a target per row; the loss covers the target (and eos) only;
-perplexity over the target tokens and exact match of greedy generations on the held-out rows."""
+perplexity over the target tokens and exact match and ROUGE-L of greedy generations on the held-out rows."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def reference_text(tokenizer: Any, text: str) -> str:
 @register
 class CausalLM(TaskKind):
     name = "causal_lm"
-    summary = "causal LM: prompt -> target text (perplexity, exact match of greedy generation)"
+    summary = "causal LM: prompt -> target text (perplexity; exact match and ROUGE-L of greedy generation)"
     peft_task_type = "CAUSAL_LM"
     head = "lm"
     generates = True
