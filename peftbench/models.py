@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from importlib.util import find_spec
@@ -76,9 +77,22 @@ def hub_config(repo: str, revision: str | None = None, what: str = "model", note
     try:
         return Path(hf_hub_download(repo, "config.json", revision=revision, etag_timeout=10))
     except Exception as err:  # noqa: BLE001 - any failure here means the same thing to the user
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise PeftbenchError(f"{what} {repo!r}{note} is not available (no local copy, hub unreachable or denied): "
-                             f"{first}") from None
+        raise PeftbenchError(f"{what} {repo!r}{note} is not available: {hub_error(repo, err)}") from None
+
+
+def hub_error(repo: str, err: BaseException) -> str:
+    """What a failed hub download means, in one line. huggingface_hub's message starts with the HTTP status
+    ("401 Client Error. (Request ID: ...)"); the line that explains it comes after, so the type decides."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if isinstance(err, GatedRepoError):
+        return (f"it is gated: accept its licence at https://huggingface.co/{repo} with your account, then log in "
+                "(`hf auth login`, or set HF_TOKEN)")
+    if isinstance(err, RepositoryNotFoundError):
+        return "no such repository on the hub, or it is private (log in with `hf auth login` if it is yours)"
+    text = re.sub(r"\s*\(Request ID:[^)]*\)", "", str(err))  # one request's id says nothing to the user
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"no local copy, and the hub could not be reached or refused: {' '.join(lines) or type(err).__name__}"[:400]
 
 
 def builtin_config(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -73,6 +73,41 @@ def test_run_model_not_available_offline(tmp_path, tiny_cls):
                       "not in the local hub cache", "HF_HUB_OFFLINE")
 
 
+def _hub_refuses(monkeypatch, error_class, message: str):
+    """The hub reached, and refusing: huggingface_hub raises its typed errors with the HTTP status first."""
+    import httpx2
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    response = httpx2.Response(401, request=httpx2.Request("GET", "https://huggingface.co/x/resolve/main/config.json"))
+
+    def download(*args, **kwargs):
+        raise error_class(message, response=response)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+
+
+def test_a_gated_model_says_what_to_do(tmp_path, tiny_cls, monkeypatch):
+    from huggingface_hub.errors import GatedRepoError
+
+    _hub_refuses(monkeypatch, GatedRepoError, "401 Client Error. (Request ID: Root=1-abc)\n\nCannot access gated "
+                 "repo for url https://huggingface.co/meta-llama/Llama-2-7b-hf/resolve/main/config.json.")
+    tiny_cls["model"]["name"] = "meta-llama/Llama-2-7b-hf"
+    assert_user_error(invoke("validate", write_suite(tmp_path, tiny_cls)), "is gated",
+                      "https://huggingface.co/meta-llama/Llama-2-7b-hf", "hf auth login")
+
+
+def test_another_hub_refusal_keeps_the_line_that_explains_it(tmp_path, tiny_cls, monkeypatch):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    _hub_refuses(monkeypatch, HfHubHTTPError, "500 Server Error. (Request ID: Root=1-abc)\n\nThe server broke.")
+    tiny_cls["model"]["name"] = "org/model"
+    result = invoke("validate", write_suite(tmp_path, tiny_cls))
+    assert_user_error(result, "500 Server Error.", "The server broke.")
+    assert "Request ID" not in result.stderr
+
+
 def test_run_7b_without_cuda_stops_before_anything(tmp_path, monkeypatch):
     monkeypatch.setattr(runner_mod, "cuda_available", lambda: False)
     result = invoke("run", REPO / "suites" / "7b.yaml", "--results-dir", tmp_path / "r")
