@@ -362,6 +362,15 @@ def estimate(model, method, rank, alpha, targets, virtual_tokens, batch, seq_len
     print_estimate(est, " ".join(title.split()), out)
 
 
+def _budget_note(gpu_gb: float | None) -> str:
+    if not gpu_gb:
+        return ""
+    from .recommend import MARGIN_FRACTION
+
+    return (f", budget {gpu_gb:g} GiB: fits = needs at most {gpu_gb * (1 - MARGIN_FRACTION):,.1f} GiB "
+            f"({MARGIN_FRACTION:.0%} kept for allocator slack and the estimate's error)")
+
+
 @main.command()
 @click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--gpu-gb", type=Finite(min=0, min_open=True), default=None,
@@ -384,7 +393,7 @@ def plan(suite_file: Path, gpu_gb: float | None, as_json: bool) -> None:
         return
     t = loaded.suite.training
     title = (f"{loaded.suite.name}: {loaded.suite.model.name}, batch {t.batch_size} x {t.max_length} {t.precision}"
-             f"{' grad-ckpt' if t.gradient_checkpointing else ''}{f', budget {gpu_gb:g} GiB' if gpu_gb else ''}")
+             f"{' grad-ckpt' if t.gradient_checkpointing else ''}{_budget_note(gpu_gb)}")
     out.print(plan_table(rows, gpu_gb, title))
     out.print("trainable/total: peft's counters on the model built on the meta device. peak: the analytic memory "
               "model (PyTorch allocator); + CUDA ctx adds the CUDA context, outside the allocator.", style="dim")

@@ -48,14 +48,17 @@ class PlanRow:
     peak_gib: float
     cuda_context_gib: float
     need_gib: float  # peak + CUDA context
-    fits: bool | None  # None without a budget
+    fits: bool | None  # None without a budget; the need within the budget less a margin (recommend.Budget)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def plan_suite(loaded, gpu_gb: float | None, exact: bool = True) -> list[PlanRow]:
-    """Every run of the suite: exact (meta-device) counts, predicted peak and whether it fits in `gpu_gb` GiB."""
+    """Every run of the suite: exact (meta-device) counts, predicted peak and whether it fits in `gpu_gb` GiB (with
+    recommend's margin for allocator slack and the estimate's error)."""
+    from .recommend import Budget
+
     suite = loaded.resolved()
     model = suite["model"]
     spec = catalog.resolve(model["name"], model.get("config_overrides"), model.get("revision"))
@@ -74,7 +77,10 @@ def plan_suite(loaded, gpu_gb: float | None, exact: bool = True) -> list[PlanRow
             trainable, total = exact_counts(spec.config, model["task"], run.method, run.settings,
                                             model.get("num_labels") or 2)
             how = "meta-device peft"
-        need = est.peak_gib + est.cuda_context_bytes / GIB
-        rows.append(PlanRow(run.name, run.method, trainable, total, how, est.peak_gib, est.cuda_context_bytes / GIB,
-                            need, None if gpu_gb is None else need <= gpu_gb))
+        context = est.cuda_context_bytes / GIB
+        need = est.peak_gib + context
+        # the same fit decision as `recommend`: reserved memory runs 0-10% above the allocated peak, and the estimate
+        # has its own error, so a run that needs 22.4 of 24 GiB does not fit
+        fits = None if gpu_gb is None else need <= gpu_gb - Budget(gpu_gb).margin_gib
+        rows.append(PlanRow(run.name, run.method, trainable, total, how, est.peak_gib, context, need, fits))
     return rows

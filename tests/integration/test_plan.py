@@ -41,7 +41,8 @@ def test_plan_7b_suite_against_24_gib():
     assert runs["full"]["fits"] is False and runs["qlora-r16"]["fits"] is True
     for r in runs.values():
         assert r["need_gib"] == pytest.approx(r["peak_gib"] + r["cuda_context_gib"])
-        assert r["fits"] == (r["need_gib"] <= 24)
+        assert r["fits"] == (r["need_gib"] <= 24 * 0.9)  # recommend's margin: allocator slack, estimate error
+    assert not runs["prefix"]["fits"] and 24 * 0.9 < runs["prefix"]["need_gib"] < 24  # 22.4 of 24 GiB: too tight
 
 
 def test_plan_table_on_the_cpu_smoke_suite():
