@@ -32,6 +32,8 @@ def test_7b_suite_runs():
     assert names == ["full", "lora-r4", "lora-r8", "lora-r16", "lora-r64", "qlora-r16", "prefix", "prompt", "ia3"]
     assert loaded.suite.model.name == "meta-llama/Llama-2-7b-hf"
     assert loaded.suite.training.device == "cuda"
+    runs = {r.name: r for r in loaded.runs}  # like with like: QLoRA differs from LoRA by its 4-bit base alone
+    assert runs["qlora-r16"].settings["target_modules"] == runs["lora-r16"].settings["target_modules"]
 
 
 def test_lora_ranks_expand_into_named_runs(tiny_cls):
