@@ -19,9 +19,25 @@ def _bos(tokenizer: Any) -> list[int]:
     return [tokenizer.bos_token_id] if getattr(tokenizer, "bos_token_id", None) is not None else []
 
 
-def reference_text(tokenizer: Any, text: str) -> str:
-    """A target as the tokenizer would print it back (normalises case and spacing as generations are)."""
-    return " ".join(tokenizer.decode(_ids(tokenizer, text), skip_special_tokens=True).split())
+def split_ids(tokenizer: Any, prompt: str, target: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, target ids) of the joined text prompt + target, split where the target's characters begin.
+
+    Tokenized apart, a SentencePiece tokenizer (Llama's) starts the target with a word-start piece ("▁The") that
+    never follows a newline in the joined text, so the model would learn, and be scored on, tokens it never sees
+    in use. Joined, the split follows the offsets: a token that reaches into the target belongs to it, so the
+    prompt ids are a prefix of the joined ids, and generation starts where training's target does. A tokenizer
+    without offsets (a slow one) falls back to tokenizing the two apart."""
+    if not getattr(tokenizer, "is_fast", False):
+        return _ids(tokenizer, prompt), _ids(tokenizer, target)
+    enc = tokenizer(prompt + target, add_special_tokens=False, return_offsets_mapping=True)
+    cut = next((i for i, (_, end) in enumerate(enc["offset_mapping"]) if end > len(prompt)), len(enc["input_ids"]))
+    return enc["input_ids"][:cut], enc["input_ids"][cut:]
+
+
+def reference_text(tokenizer: Any, prompt: str, target: str) -> str:
+    """A target as the tokenizer would print it back after its prompt (normalises case and spacing as generations
+    are)."""
+    return " ".join(tokenizer.decode(split_ids(tokenizer, prompt, target)[1], skip_special_tokens=True).split())
 
 
 @register
@@ -49,7 +65,7 @@ class CausalLM(TaskKind):
         """Rows whose prompt leaves room for at least one target token within max_length: the others would train
         on nothing (and a batch of them gives a NaN loss)."""
         bos = _bos(tokenizer)
-        return [r for r in rows if len(bos + _ids(tokenizer, r["prompt"])) < max_length]
+        return [r for r in rows if len(bos + split_ids(tokenizer, r["prompt"], r["target"])[0]) < max_length]
 
     def from_builtin(self, rows, cfg):
         return [{"prompt": cfg.prompt_template.format_map(r), "target": r[cfg.target_column]} for r in rows]
@@ -63,13 +79,15 @@ class CausalLM(TaskKind):
         return AutoModelForCausalLM
 
     def encode(self, rows, tokenizer, max_length):
-        """prompt + target + eos, right-padded to max_length; the labels mask everything but target and eos."""
+        """prompt + target + eos (the joined text's tokens, split_ids), right-padded to max_length; the labels mask
+        everything but target and eos."""
         import torch
 
         pad, eos, bos = tokenizer.pad_token_id, tokenizer.eos_token_id, _bos(tokenizer)
         ids, labels, mask = [], [], []
         for r in rows:
-            p, t = bos + _ids(tokenizer, r["prompt"]), _ids(tokenizer, r["target"]) + [eos]
+            p, t = split_ids(tokenizer, r["prompt"], r["target"])
+            p, t = bos + p, t + [eos]
             seq, lab = (p + t)[:max_length], ([-100] * len(p) + t)[:max_length]
             n = len(seq)
             ids.append(seq + [pad] * (max_length - n))
@@ -78,11 +96,11 @@ class CausalLM(TaskKind):
         return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
 
     def prompts(self, rows, tokenizer, max_length) -> dict[str, Any]:
-        """Left-padded prompts for batched greedy generation."""
+        """Left-padded prompts for batched greedy generation: the prompt part of the joined tokens (split_ids)."""
         import torch
 
         bos = _bos(tokenizer)
-        seqs = [(bos + _ids(tokenizer, r["prompt"]))[-max_length:] for r in rows]
+        seqs = [(bos + split_ids(tokenizer, r["prompt"], r["target"])[0])[-max_length:] for r in rows]
         width = max(len(s) for s in seqs)
         pad = tokenizer.pad_token_id
         return {
@@ -92,7 +110,7 @@ class CausalLM(TaskKind):
 
     def eval_data(self, rows, tokenizer, max_length):
         return EvalData(self.encode(rows, tokenizer, max_length), self.prompts(rows, tokenizer, max_length),
-                        [reference_text(tokenizer, r["target"]) for r in rows])
+                        [reference_text(tokenizer, r["prompt"], r["target"]) for r in rows])
 
     def evaluate(self, model, ctx, data: EvalData, batch_size, tokenizer, max_new_tokens) -> Evaluation:
         import torch
