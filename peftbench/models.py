@@ -223,6 +223,8 @@ def load_model(cfg: ModelConfig, path: str, tokenizer: Any, dtype: Any, device: 
     if quantized:  # bitsandbytes quantizes while placing; without a map it places on cuda:0 whenever CUDA exists,
         # and a `device: cpu` suite on a GPU machine then fails with tensors on two devices
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": str(device)}
+    elif device.type == "cuda":  # straight onto the GPU: a CPU load first would hold a 7B model's 13.5 GB in RAM
+        kwargs["device_map"] = {"": device.index or 0}
     model = kind.auto_class().from_pretrained(path, **kwargs, **extra)
     if quantized:
         from .compat import keep_4bit_weights_trainable
@@ -230,7 +232,7 @@ def load_model(cfg: ModelConfig, path: str, tokenizer: Any, dtype: Any, device: 
         keep_4bit_weights_trainable(model)  # before any forward: see compat.py
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if not quantized:
+    if "device_map" not in kwargs:
         model.to(device)
     return model
 

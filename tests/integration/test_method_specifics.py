@@ -232,3 +232,34 @@ def test_qlora_checkpoints_as_every_other_method_does(tmp_path, monkeypatch):
     layers = model.base_model.model.model.layers
     funcs = [layer._gradient_checkpointing_func for layer in layers]
     assert funcs and all(f.keywords == {"use_reentrant": False} for f in funcs), [f.keywords for f in funcs]
+
+
+def test_a_16_bit_model_loads_straight_onto_the_gpu(monkeypatch):
+    """A CUDA run passes a device map, so from_pretrained places the weights on the GPU as it reads them; a CPU
+    load followed by .to() would first hold the whole model in host RAM (13.5 GB for 7B in bf16). Checked with
+    from_pretrained replaced, so it runs without a GPU."""
+    from transformers import AutoModelForCausalLM
+
+    from peftbench import models
+    from peftbench.suite import parse_suite
+
+    suite, _ = parse_suite({**TINY_CAUSAL, "methods": [{"method": "lora", "ranks": [4]}]})
+    seen, moved = {}, []
+
+    class Loaded:
+        config = type("Config", (), {"pad_token_id": 0})()
+
+        def to(self, device):
+            moved.append(device)
+            return self
+
+    def fake(cls, *args, **kwargs):
+        seen.update(kwargs)
+        return Loaded()
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(fake))
+    tokenizer = type("Tok", (), {"pad_token_id": 0})()
+    models.load_model(suite.model, "unused", tokenizer, torch.bfloat16, torch.device("cuda", 1), {})
+    assert seen["device_map"] == {"": 1} and moved == []
+    models.load_model(suite.model, "unused", tokenizer, torch.float32, torch.device("cpu"), {})
+    assert moved == [torch.device("cpu")]
