@@ -44,6 +44,17 @@ def cuda_available() -> bool:
         return False
 
 
+def cuda_bf16() -> tuple[bool, str]:
+    """(whether the first GPU computes in bf16, its name), from a throwaway interpreter as cuda_available."""
+    code = ("import torch, sys; print(torch.cuda.get_device_name(0)); "
+            "sys.exit(0 if torch.cuda.is_bf16_supported(including_emulation=False) else 1)")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return True, ""  # cannot tell: the worker's own error will say
+    return done.returncode == 0, done.stdout.strip()
+
+
 def cuda_reasons(loaded: LoadedSuite) -> list[str]:
     """Why this suite needs CUDA, if it does."""
     t = loaded.suite.training
@@ -67,6 +78,12 @@ def preflight(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None)
             raise PeftbenchError(f"{loaded.path}: {needs[0]}, but training.device is cpu")
         if not (check_cuda or cuda_available)():
             raise PeftbenchError(f"{loaded.path} needs a CUDA GPU ({needs[0]}) and this machine has none")
+        if suite.training.precision in ("bf16", "bf16-mixed") and suite.training.device != "cpu":
+            ok, name = cuda_bf16()  # a Turing card (T4, RTX 20xx) has no bf16: every run would fail alike
+            if not ok:
+                raise PeftbenchError(f"{loaded.path}: training.precision {suite.training.precision} needs a GPU "
+                                     f"with bf16 (compute capability 8.0 or newer); {name or 'this GPU'} has none: "
+                                     "use fp16-mixed")
     return check_suite(loaded, hub_data=True)
 
 

@@ -108,6 +108,14 @@ def test_another_hub_refusal_keeps_the_line_that_explains_it(tmp_path, tiny_cls,
     assert "Request ID" not in result.stderr
 
 
+def test_a_bf16_suite_on_a_gpu_without_bf16_stops_before_anything(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner_mod, "cuda_available", lambda: True)
+    monkeypatch.setattr(runner_mod, "cuda_bf16", lambda: (False, "Tesla T4"))
+    result = invoke("run", REPO / "suites" / "7b.yaml", "--results-dir", tmp_path / "r")
+    assert_user_error(result, "bf16", "Tesla T4", "fp16-mixed")
+    assert not (tmp_path / "r").exists()
+
+
 def test_run_7b_without_cuda_stops_before_anything(tmp_path, monkeypatch):
     monkeypatch.setattr(runner_mod, "cuda_available", lambda: False)
     result = invoke("run", REPO / "suites" / "7b.yaml", "--results-dir", tmp_path / "r")
