@@ -7,6 +7,7 @@ The task kind scores (peftbench/tasks/); the timings follow measure.py's definit
 from __future__ import annotations
 
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,21 +36,37 @@ def latency_batch(tokenizer: Any, rows: list[dict], suite: Suite, ctx: RunContex
     return ctx.to_device({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)})
 
 
-def time_inference(model: Any, batch: dict, ctx: RunContext, suite: Suite, tokenizer: Any):
-    """(latency p50 ms, p90 ms, generation ms/token or None, coefficient of variation of the latency passes) of
-    `model` on the fixed latency batch (measure.py)."""
+@dataclass
+class Timings:
+    """What time_inference measured (measure.py defines each)."""
+
+    latency_ms_p50: float
+    latency_ms_p90: float
+    latency_cv: float | None
+    gen_ms_per_token: float | None = None  # all of a generation over its new tokens: the prefill included
+    prefill_ms: float | None = None  # a generation of one new token: the prompt's forward pass and one step
+    decode_ms_per_token: float | None = None  # each further token: (generation - prefill) / (new tokens - 1)
+
+
+def time_inference(model: Any, batch: dict, ctx: RunContext, suite: Suite, tokenizer: Any) -> Timings:
+    """The latency of `model` on the fixed latency batch and, for a generating task, its greedy generation, whole
+    and split into the prefill and the per-token decode (measure.py)."""
     lat = suite.latency
-    gen_ms = None
     with torch.inference_mode(), ctx.autocast():
         times = time_repeated(lambda: model(**batch), ctx.device, lat.warmup, lat.repeats)
+        out = Timings(percentile(times, 50), percentile(times, 90), variation(times))
         if ctx.task.generates:
-            def gen():
-                return model.generate(**batch, max_new_tokens=lat.gen_new_tokens, min_new_tokens=lat.gen_new_tokens,
-                                      do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            def gen(n: int):
+                return lambda: model.generate(**batch, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                              pad_token_id=tokenizer.pad_token_id)
 
-            gen_times = time_repeated(gen, ctx.device, 1, lat.gen_repeats)
-            gen_ms = sum(gen_times) / len(gen_times) / lat.gen_new_tokens
-    return percentile(times, 50), percentile(times, 90), gen_ms, variation(times)
+            whole = time_repeated(gen(lat.gen_new_tokens), ctx.device, 1, lat.gen_repeats)
+            first = time_repeated(gen(1), ctx.device, 1, lat.gen_repeats)
+            whole_ms, prefill = sum(whole) / len(whole), sum(first) / len(first)
+            out.gen_ms_per_token, out.prefill_ms = whole_ms / lat.gen_new_tokens, prefill
+            if lat.gen_new_tokens > 1:
+                out.decode_ms_per_token = max(whole_ms - prefill, 0.0) / (lat.gen_new_tokens - 1)
+    return out
 
 
 def one_line(err: BaseException) -> str:
@@ -78,5 +95,6 @@ def measure_merged(model: Any, method: Any, ctx: RunContext, suite: Suite, batch
     with torch.inference_mode(), ctx.autocast():
         after = merged(**batch).logits.float()
     record.merge_max_abs_diff = float((after - before).abs().max())
-    record.latency_ms_p50_merged, _, record.gen_ms_per_token_merged, _ = time_inference(
-        merged, batch, ctx, suite, tokenizer)
+    timed = time_inference(merged, batch, ctx, suite, tokenizer)
+    record.latency_ms_p50_merged, record.gen_ms_per_token_merged = timed.latency_ms_p50, timed.gen_ms_per_token
+    record.prefill_ms_merged, record.decode_ms_per_token_merged = timed.prefill_ms, timed.decode_ms_per_token

@@ -123,7 +123,10 @@ def table_columns(runs: list[RunSummary]) -> list[Column]:
         Column("latency p50 ms (merged)", _latency, 4),
     ]
     cols.append(Column("latency CV", lambda s: _num(s.mean("latency_cv"), ".1%"), 9))
-    if any("gen_ms_per_token" in s.figures for s in runs):
+    if any("decode_ms_per_token" in s.figures for s in runs):  # generation, split: prompt prefill, then per token
+        cols.append(Column("prefill ms", _fig("prefill_ms"), 7))
+        cols.append(Column("decode ms/tok", _fig("decode_ms_per_token"), 7))
+    elif any("gen_ms_per_token" in s.figures for s in runs):  # records from before the split
         cols.append(Column("gen ms/tok", _fig("gen_ms_per_token"), 7))
     cols.append(Column("adapter MB", _fig("adapter_size_mb"), 8))
     for m in METRICS.values():  # every score the runs have but the loss, as the metric registry defines it
@@ -218,7 +221,8 @@ def print_records(records: list[RunRecord], console: Console | None = None, titl
     if records:
         kinds = sorted({r.peak_mem_kind for r in records if r.peak_mem_kind})
         if kinds:
-            console.print(f"peak tensor memory: {'; '.join(kinds)}. peak RSS: whole worker process.", style="dim")
+            console.print(f"peak tensor memory: {'; '.join(kinds)}. peak RSS: whole worker process. train tok/s: "
+                          "non-padding tokens of batches padded to max_length.", style="dim")
     sure = how_sure(runs)
     if sure:
         console.print(sure, style="dim", highlight=False, markup=False)

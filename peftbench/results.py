@@ -56,12 +56,16 @@ class RunRecord:
     # inference
     latency_ms_p50: float | None = None
     latency_ms_p90: float | None = None
-    gen_ms_per_token: float | None = None
+    gen_ms_per_token: float | None = None  # the whole generation over its new tokens, prefill included
+    prefill_ms: float | None = None  # generating the first token: the prompt's forward pass
+    decode_ms_per_token: float | None = None  # each token after the first
     adapter_size_mb: float | None = None
     adapter_size_kind: str = ""
     # the same inference after merging the adapter into the base weights (mergeable methods only)
     latency_ms_p50_merged: float | None = None
     gen_ms_per_token_merged: float | None = None
+    prefill_ms_merged: float | None = None
+    decode_ms_per_token_merged: float | None = None
     merge_max_abs_diff: float | None = None  # max |logits merged - logits unmerged| on the latency batch
     merge_note: str = ""  # why a run has no merged figures, or what merging changes
     latency_cv: float | None = None  # coefficient of variation of the timed latency passes (std / mean)

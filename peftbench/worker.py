@@ -161,7 +161,11 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
     emit("phase", phase="latency")
     batch = latency_batch(tokenizer, eval_rows, suite, ctx)
     timed = time_inference(model, batch, ctx, suite, tokenizer)
-    record.latency_ms_p50, record.latency_ms_p90, record.gen_ms_per_token, record.latency_cv = timed
+    record.latency_ms_p50, record.latency_ms_p90, record.latency_cv = (timed.latency_ms_p50, timed.latency_ms_p90,
+                                                                       timed.latency_cv)
+    record.gen_ms_per_token, record.prefill_ms, record.decode_ms_per_token = (timed.gen_ms_per_token,
+                                                                              timed.prefill_ms,
+                                                                              timed.decode_ms_per_token)
 
     emit("phase", phase="save")
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ COMMON = ["trainable_params", "total_params", "trainable_pct", "peak_mem_mib", "
           "adapter_size_mb", "latency_cv", "wall_s"]
 BY_TASK = {
     "classification": [],
-    "causal_lm": ["gen_ms_per_token"],
+    "causal_lm": ["gen_ms_per_token", "prefill_ms", "decode_ms_per_token"],
 }
 
 
@@ -62,6 +62,8 @@ def test_method_runs_and_record_is_complete(records, task, name):
     assert r.status == "ok", r.error
     missing = [k for k in COMMON + BY_TASK[task] if getattr(r, k) is None]
     assert not missing, missing
+    if task == "causal_lm":  # the generation, whole and split into the prompt's prefill and each further token
+        assert r.prefill_ms > 0 and r.decode_ms_per_token >= 0
     from peftbench import metrics, tasks
 
     wanted = tasks.get(task).metrics  # every metric of the task kind, before and after training
@@ -109,6 +111,7 @@ def test_merged_inference_is_measured_or_explained(records, task, name):
         return
     assert r.latency_ms_p50_merged > 0
     assert (r.gen_ms_per_token_merged is not None) == (task == "causal_lm")
+    assert (r.decode_ms_per_token_merged is not None) == (task == "causal_lm")
     if method.traits.quantized_base:  # merged into 4- or 8-bit weights: re-quantization moves the outputs
         assert 0 < r.merge_max_abs_diff < 1.0 and "quantized" in r.merge_note
     else:  # an exact merge: fp32 rounding only
