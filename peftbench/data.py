@@ -105,6 +105,9 @@ def _cause(err: BaseException) -> str:
     text = (str(err).strip().splitlines() or [type(err).__name__])[0]
     if "corresponds to no data" in text:
         return "no such split in the dataset"
+    if "is not cached" in text:  # datasets' words for "offline, or the hub unreachable, and no local copy"
+        return ("no local copy, and the hub is not reachable from here (or HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is "
+                "set); use `path:` with a local file instead")
     return f"{type(err).__name__}: {text}"[:300]
 
 

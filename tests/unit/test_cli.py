@@ -88,6 +88,14 @@ def _hub_refuses(monkeypatch, error_class, message: str):
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
 
 
+def test_a_hub_dataset_out_of_reach_stops_before_anything(tmp_path, tiny_causal):
+    tiny_causal["dataset"] = {"hub": "tatsu-lab/alpaca", "prompt_template": "{instruction}\n", "train_examples": 8,
+                              "eval_examples": 4}
+    result = invoke("run", write_suite(tmp_path, tiny_causal), "--results-dir", tmp_path / "r")
+    assert_user_error(result, "tatsu-lab/alpaca", "hub is not reachable", "path:")
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_gated_model_says_what_to_do(tmp_path, tiny_cls, monkeypatch):
     from huggingface_hub.errors import GatedRepoError
 
