@@ -128,7 +128,8 @@ class TrainingConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     batch_size: PositiveInt = Field(32, description="evaluation rows per forward pass (and per generate call)")
-    max_new_tokens: PositiveInt = Field(16, description="causal_lm: greedy generation length for exact match")
+    max_new_tokens: PositiveInt = Field(16, description="causal_lm: greedy generation length for exact match and "
+                                                        "ROUGE-L")
 
 
 class LatencyConfig(_Strict):
@@ -136,7 +137,8 @@ class LatencyConfig(_Strict):
     seq_len: PositiveInt = Field(64, description="input tokens of the timed forward pass")
     warmup: NonNegativeInt = Field(3, description="untimed passes before the timed ones")
     repeats: PositiveInt = Field(20, description="timed passes (p50 and p90 are over these)")
-    gen_new_tokens: PositiveInt = Field(16, description="causal_lm: tokens generated for gen_ms_per_token")
+    gen_new_tokens: PositiveInt = Field(16, description="causal_lm: tokens generated for gen_ms_per_token and "
+                                                        "decode_ms_per_token (prefill_ms generates one)")
     gen_repeats: PositiveInt = Field(3, description="timed generations (after one untimed)")
 
 
