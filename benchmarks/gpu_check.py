@@ -10,7 +10,7 @@ Checks, each recorded in the JSON report with what it measured; the exit code is
 - cpu: left-padded batched greedy generation equals per-row generation (the evaluation's batching), on the CPU;
 - cpu-qlora-suite: a `device: cpu` QLoRA suite runs whole (on a GPU machine bitsandbytes would place it on
   cuda:0 without the run's device map);
-- cuda-generation: the same generation check on the GPU, in bf16;
+- cuda-generation: the same generation check on the GPU's kernels (fp32: the batching, not bf16 near-ties);
 - cuda-suite-bf16: `peftbench run` of every core method on a random-weight Llama with Llama-2-7B's widths and
   2 layers, batch 4 x 512, bf16, gradient checkpointing (prefix tuning without: it cannot);
 - cuda-suite-fp16: LoRA and QLoRA of the same model in fp16-mixed;
@@ -97,7 +97,9 @@ def run(data: dict, where: Path, cuda: bool) -> dict:
 
 
 def generation(device: str, dtype_name: str) -> dict:
-    """Left-padded batched greedy generation equals generating each row alone (what evaluation relies on)."""
+    """Left-padded batched greedy generation equals generating each row alone (what evaluation relies on). In fp32,
+    so that it checks the batching (padding, masks, positions) and not bf16 near-ties between kernels; every row
+    generates exactly its length (no end-of-sequence stop alone that the batch would pad over)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -110,10 +112,10 @@ def generation(device: str, dtype_name: str) -> dict:
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     with torch.inference_mode():
-        batched = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False,
-                                 pad_token_id=0)[:, width:].tolist()
-        alone = [model.generate(input_ids=torch.tensor([p], device=device), max_new_tokens=6, do_sample=False,
-                                pad_token_id=0)[0, len(p):].tolist() for p in prompts]
+        fixed = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
+        batched = model.generate(input_ids=ids, attention_mask=mask, **fixed)[:, width:].tolist()
+        alone = [model.generate(input_ids=torch.tensor([p], device=device), **fixed)[0, len(p):].tolist()
+                 for p in prompts]
     return {"ok": batched == alone, "batched": batched, "alone": alone}
 
 
@@ -211,7 +213,7 @@ def main() -> int:
             print(f"gpu_check: {report['stopped']} (report: {args.out})")
             return 1 if not all(c["ok"] for c in checks.values()) else 2
         report["gpu"] = torch.cuda.get_device_name(0)
-        check("cuda-generation", generation, "cuda", "bfloat16")
+        check("cuda-generation", generation, "cuda", "float32")
         check("cuda-excluded-window", excluded_window)
         check("cuda-suite-bf16", run, suite("wide-bf16", WIDE_LLAMA, "cuda", "bf16", CORE, 4, 512, True), where, True)
         fp16 = [m for m in CORE if m["method"] in ("lora", "qlora")]

@@ -44,7 +44,8 @@ class Timings:
     latency_ms_p90: float
     latency_cv: float | None
     gen_ms_per_token: float | None = None  # all of a generation over its new tokens: the prefill included
-    prefill_ms: float | None = None  # a generation of one new token: the prompt's forward pass and one step
+    prefill_ms: float | None = None  # a generate() call of one new token: one forward pass over the prompt, plus
+    # generate()'s own fixed setup (which on a small model is a large part of it)
     decode_ms_per_token: float | None = None  # each further token: (generation - prefill) / (new tokens - 1)
 
 

@@ -21,9 +21,9 @@ Worker side only (imports torch).
   passes, `repeats` timed passes, each synchronised on CUDA; p50/p90 of the per-pass wall times.
 - `gen_ms_per_token`: greedy generation of exactly `gen_new_tokens` new tokens (KV cache on), after one
   untimed warm-up generation, mean wall time per generated token over `gen_repeats` generations: the prompt's
-  prefill is inside it. `prefill_ms`: the same generation of one new token (the prompt's forward pass and one
-  step), mean over `gen_repeats`; `decode_ms_per_token`: (mean whole generation - prefill_ms) / (gen_new_tokens
-  - 1), the cost of each further token.
+  prefill is inside it. `prefill_ms`: the same generation of one new token (one forward pass over the prompt,
+  plus `generate()`'s fixed setup), mean over `gen_repeats`; `decode_ms_per_token`: (mean whole generation -
+  prefill_ms) / (gen_new_tokens - 1), the cost of each further token.
 - 4-bit models on a CPU (QLoRA): bitsandbytes' repacking of the weights for its AVX512-BF16 inference kernel is
   turned off when the model loads (`compat.keep_4bit_weights_trainable`), so training, evaluation and latency
   use the same generic 4-bit kernels, and the suite's compute dtype, on every CPU.

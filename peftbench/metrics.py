@@ -14,6 +14,7 @@ per-class F1).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,7 +58,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "share of greedy generations equal to the target, whitespace collapsed", (0.0, 1.0)),
     Metric("rouge_l", "ROUGE-L", ".3f", True, ("causal_lm",),
            "mean over rows of the ROUGE-L F-measure of the greedy generation against the target (the rouge-score "
-           "package: lower-cased words, no stemming); unlike exact match it gives credit for a partly right answer",
+           "package; lower-cased Unicode words, no stemming); unlike exact match it gives credit for a partly right "
+           "answer",
            (0.0, 1.0)),
 )}
 
@@ -171,11 +173,21 @@ def matches(predictions: Sequence[str], references: Sequence[str]) -> list[bool]
     return [norm(p) == norm(r) for p, r in zip(predictions, references, strict=True)]
 
 
+class _Words:
+    """Lower-cased runs of Unicode letters and digits. rouge-score's own tokenizer keeps only [a-z0-9], which
+    scores any non-Latin text 0 even when it is generated exactly; on Latin text the two agree."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return re.findall(r"[^\W_]+", text.lower())
+
+
 def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
     """Per row: the ROUGE-L F-measure (longest common subsequence of words) of the prediction against its reference,
     by Google's rouge-score package, the implementation `evaluate`'s "rouge" wraps (which itself loads from the
-    hub). 0 for an empty prediction or reference."""
+    hub), with a Unicode word tokenizer (_Words). 1 when both have no words, 0 when one has none."""
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    return [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)]
+    words = _Words()
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False, tokenizer=words)
+    return [1.0 if not words.tokenize(p) and not words.tokenize(r) else scorer.score(r, p)["rougeL"].fmeasure
+            for p, r in zip(predictions, references, strict=True)]

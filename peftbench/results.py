@@ -57,7 +57,7 @@ class RunRecord:
     latency_ms_p50: float | None = None
     latency_ms_p90: float | None = None
     gen_ms_per_token: float | None = None  # the whole generation over its new tokens, prefill included
-    prefill_ms: float | None = None  # generating the first token: the prompt's forward pass
+    prefill_ms: float | None = None  # generating the first token: the prompt's forward pass + generate()'s setup
     decode_ms_per_token: float | None = None  # each token after the first
     adapter_size_mb: float | None = None
     adapter_size_kind: str = ""

@@ -47,12 +47,12 @@ def cuda_available() -> bool:
 def cuda_bf16() -> tuple[bool, str]:
     """(whether the first GPU computes in bf16, its name), from a throwaway interpreter as cuda_available."""
     code = ("import torch, sys; print(torch.cuda.get_device_name(0)); "
-            "sys.exit(0 if torch.cuda.is_bf16_supported(including_emulation=False) else 1)")
+            "sys.exit(0 if torch.cuda.is_bf16_supported(including_emulation=False) else 3)")
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return True, ""  # cannot tell: the worker's own error will say
-    return done.returncode == 0, done.stdout.strip()
+    return done.returncode != 3, done.stdout.strip()  # any other failure cannot tell either
 
 
 def cuda_reasons(loaded: LoadedSuite) -> list[str]:
@@ -72,18 +72,21 @@ def preflight(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None)
     """Stop with one clear line before anything expensive if the suite cannot run here; else the notes the user
     should read before it runs (check_suite)."""
     suite = loaded.suite
+    t = suite.training
     needs = cuda_reasons(loaded)
-    if needs:
-        if suite.training.device == "cpu":
-            raise PeftbenchError(f"{loaded.path}: {needs[0]}, but training.device is cpu")
-        if not (check_cuda or cuda_available)():
+    bf16 = t.precision in ("bf16", "bf16-mixed")
+    if needs and t.device == "cpu":
+        raise PeftbenchError(f"{loaded.path}: {needs[0]}, but training.device is cpu")
+    if needs or (bf16 and t.device == "auto"):  # auto on a GPU machine runs on the GPU: the bf16 check applies
+        has_cuda = (check_cuda or cuda_available)()
+        if needs and not has_cuda:
             raise PeftbenchError(f"{loaded.path} needs a CUDA GPU ({needs[0]}) and this machine has none")
-        if suite.training.precision in ("bf16", "bf16-mixed") and suite.training.device != "cpu":
+        if has_cuda and bf16:
             ok, name = cuda_bf16()  # a Turing card (T4, RTX 20xx) has no bf16: every run would fail alike
             if not ok:
-                raise PeftbenchError(f"{loaded.path}: training.precision {suite.training.precision} needs a GPU "
-                                     f"with bf16 (compute capability 8.0 or newer); {name or 'this GPU'} has none: "
-                                     "use fp16-mixed")
+                raise PeftbenchError(f"{loaded.path}: training.precision {t.precision} needs a GPU with bf16 "
+                                     f"(compute capability 8.0 or newer); {name or 'this GPU'} has none: use "
+                                     "fp16-mixed")
     return check_suite(loaded, hub_data=True)
 
 

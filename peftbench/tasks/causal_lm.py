@@ -24,13 +24,17 @@ def split_ids(tokenizer: Any, prompt: str, target: str) -> tuple[list[int], list
 
     Tokenized apart, a SentencePiece tokenizer (Llama's) starts the target with a word-start piece ("▁The") that
     never follows a newline in the joined text, so the model would learn, and be scored on, tokens it never sees
-    in use. Joined, the split follows the offsets: a token that reaches into the target belongs to it, so the
-    prompt ids are a prefix of the joined ids, and generation starts where training's target does. A tokenizer
-    without offsets (a slow one) falls back to tokenizing the two apart."""
+    in use. Joined, the split follows the offsets (a zero-width token at the boundary goes with the target), so
+    the prompt ids are a prefix of the joined ids, and generation starts where training's target does. A tokenizer
+    without offsets (a slow one), or a joined text whose one token spans the boundary (the prompt's last
+    characters and the target's first), falls back to tokenizing the two apart."""
     if not getattr(tokenizer, "is_fast", False):
         return _ids(tokenizer, prompt), _ids(tokenizer, target)
     enc = tokenizer(prompt + target, add_special_tokens=False, return_offsets_mapping=True)
-    cut = next((i for i, (_, end) in enumerate(enc["offset_mapping"]) if end > len(prompt)), len(enc["input_ids"]))
+    offsets, n = enc["offset_mapping"], len(prompt)
+    cut = next((i for i, (start, end) in enumerate(offsets) if start >= n or end > n), len(offsets))
+    if cut < len(offsets) and offsets[cut][0] < n:  # one token holds the prompt's end and the target's start:
+        return _ids(tokenizer, prompt), _ids(tokenizer, target)  # no clean split, so tokenize them apart
     return enc["input_ids"][:cut], enc["input_ids"][cut:]
 
 
@@ -150,6 +154,8 @@ class CausalLM(TaskKind):
 
     def score_rows(self, per_row, rows):
         loss = sum(per_row["loss_sum"][i] for i in rows) / max(sum(per_row["tokens"][i] for i in rows), 1)
-        return {"loss": loss, "perplexity": metrics.perplexity(loss),
-                "exact_match": sum(per_row["match"][i] for i in rows) / len(rows),
-                "rouge_l": sum(per_row["rouge_l"][i] for i in rows) / len(rows)}
+        scores = {"loss": loss, "perplexity": metrics.perplexity(loss)}
+        for name, key in (("exact_match", "match"), ("rouge_l", "rouge_l")):  # records before ROUGE-L lack it
+            if key in per_row:
+                scores[name] = sum(per_row[key][i] for i in rows) / len(rows)
+        return scores

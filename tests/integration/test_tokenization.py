@@ -57,3 +57,14 @@ def test_training_labels_and_generation_prompts_follow_the_split(sp_tokenizer):
         assert labels[labels != -100].tolist() == [*target, eos]  # the loss covers the target and eos only
         row_prompt = gen["input_ids"][i][gen["attention_mask"][i] == 1].tolist()
         assert row_prompt == [bos, *prompt]  # generation continues exactly where training's target starts
+
+
+def test_a_token_across_the_boundary_falls_back_to_tokenizing_apart(sp_tokenizer):
+    """'Answer: ' + 'red': the space that ends the prompt becomes the target's word-start piece ('▁red'), one token
+    over the boundary: no clean split, so the two are tokenized apart rather than moving prompt text into the
+    target."""
+    from peftbench.tasks.causal_lm import _ids, split_ids
+
+    joined = sp_tokenizer("Answer: red", add_special_tokens=False, return_offsets_mapping=True)
+    assert any(start < len("Answer: ") < end for start, end in joined["offset_mapping"])
+    assert split_ids(sp_tokenizer, "Answer: ", "red") == (_ids(sp_tokenizer, "Answer: "), _ids(sp_tokenizer, "red"))

@@ -124,6 +124,13 @@ def test_a_bf16_suite_on_a_gpu_without_bf16_stops_before_anything(tmp_path, monk
     assert not (tmp_path / "r").exists()
 
 
+def test_a_bf16_suite_on_device_auto_is_checked_on_the_gpu_it_would_find(tmp_path, tiny_cls, monkeypatch):
+    monkeypatch.setattr(runner_mod, "cuda_available", lambda: True)
+    monkeypatch.setattr(runner_mod, "cuda_bf16", lambda: (False, "Tesla T4"))
+    tiny_cls["training"].update(device="auto", precision="bf16")
+    assert_user_error(invoke("run", write_suite(tmp_path, tiny_cls), "--results-dir", tmp_path / "r"), "Tesla T4")
+
+
 def test_run_7b_without_cuda_stops_before_anything(tmp_path, monkeypatch):
     monkeypatch.setattr(runner_mod, "cuda_available", lambda: False)
     result = invoke("run", REPO / "suites" / "7b.yaml", "--results-dir", tmp_path / "r")

@@ -35,3 +35,17 @@ def test_rouge_l_by_hand():
     assert metrics.rouge_l(["The Cat!", ""], ["the cat", "anything"]) == [1.0, 0.0]
     # partial credit where exact match gives none: "red fox" in "the red fox": P = 1, R = 2/3, F = 0.8
     assert metrics.rouge_l(["red fox"], ["the red fox"]) == [pytest.approx(0.8)]
+
+
+def test_rouge_l_reads_words_in_any_script():
+    # rouge-score's own tokenizer keeps [a-z0-9] only: every non-Latin answer would score 0, right or wrong
+    assert metrics.rouge_l(["東京 です", "Привет мир"], ["東京 です", "привет друг"]) == [1.0, pytest.approx(0.5)]
+    assert metrics.rouge_l([""], [""]) == [1.0]  # nothing to say, and nothing said
+
+
+def test_causal_scores_of_rows_written_before_rouge_l():
+    from peftbench import tasks
+
+    old = {"loss_sum": [2.0, 4.0], "tokens": [2, 2], "match": [True, False]}  # no per-row ROUGE-L yet
+    scores = tasks.get("causal_lm").score_rows(old, [0, 1])
+    assert scores["exact_match"] == 0.5 and scores["loss"] == 1.5 and "rouge_l" not in scores
