@@ -136,10 +136,11 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
         store = run_suite(loaded, results_dir, resume, progress)
     records = store.records()
     export_csv(records, store.root / "results.csv")
-    summary_frame(summarize(records)).to_csv(store.root / "summary.csv", index=False)
+    runs = summarize(records)
+    summary_frame(runs).to_csv(store.root / "summary.csv", index=False)
     print_records(records, out, title=f"{loaded.suite.name}: {store.root}",
                   lock_note=manifest_lock_note(store.manifest()), unreadable=store.unreadable_note(),
-                  logs=store.logs_dir)
+                  logs=store.logs_dir, runs=runs)
     ok = sum(r.status == "ok" for r in records)
     where = (f"records {store.root}/runs/, CSV {store.root}/results.csv (a row per record) and summary.csv (a "
              f"row per run, over its seeds), worker logs "
@@ -233,6 +234,7 @@ def report(results: Path, csv_path: Path | None, json_path: Path | None, parquet
     and export it, plot it, or write it as one HTML page."""
     from .environment import manifest_lock_note
     from .report import print_records
+    from .summary import summarize
 
     for path, option in ((csv_path, "--csv"), (json_path, "--json"), (parquet_path, "--parquet"),
                          (html_path, "--html")):
@@ -243,13 +245,9 @@ def report(results: Path, csv_path: Path | None, json_path: Path | None, parquet
     store, records = _open_results(results)
     manifest = store.manifest_or_none()
     note = manifest_lock_note(manifest) if manifest is not None else None
+    runs = summarize(records)  # once: the table, the exports, the plots and the page read the same summaries
     print_records(records, out, title=str(results), lock_note=note, unreadable=store.unreadable_note(),
-                  logs=store.logs_dir)
-    if not (csv_path or json_path or parquet_path or plot_path or html_path):
-        return
-    from .summary import summarize
-
-    runs = summarize(records)
+                  logs=store.logs_dir, runs=runs)
     if csv_path or json_path or parquet_path:
         from .summary import export
 

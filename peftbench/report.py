@@ -14,7 +14,7 @@ from rich.text import Text
 from .metrics import FIGURES, METRICS, PRIMARY, Figure, Metric
 from .results import RunRecord
 from .stats import FDR, LEVEL, Interval
-from .summary import RunSummary, best, primary_figure, summarize, versus_best
+from .summary import RunSummary, primary_figure, summarize
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "oom": "magenta", "timeout": "yellow", "skipped": "dim"}
 
@@ -82,11 +82,11 @@ def _rows(key: str) -> Callable[[RunSummary], str]:
     return cell
 
 
-def _versus(fig: Figure, diffs: dict, top: str | None) -> Callable[[RunSummary], str]:
+def _versus(fig: Figure) -> Callable[[RunSummary], str]:
     def cell(s: RunSummary) -> str:
-        if s.run == top:
+        if s.is_best:
             return "[bold]best[/]"
-        d = diffs.get(s.run)
+        d = s.versus
         if d is None:
             return "-"
         if d.verdict == "same" or not math.isfinite(d.mean):
@@ -137,9 +137,8 @@ def table_columns(runs: list[RunSummary]) -> list[Column]:
     if fig is not None:
         if any(fig.key in s.rows for s in runs):
             cols.append(Column(f"{fig.label} 95% over rows", _rows(fig.key), 6))
-        top = best(runs, fig)
         if sum(s.mean(fig.key) is not None for s in runs) > 1:  # one run is best of nothing
-            cols.append(Column(f"vs best {fig.label}", _versus(fig, versus_best(runs, fig), top and top.run), 1))
+            cols.append(Column(f"vs best {fig.label}", _versus(fig), 1))
     return cols
 
 
@@ -203,11 +202,12 @@ def _log(logs: Path | None, r: RunRecord) -> str:
 
 
 def print_records(records: list[RunRecord], console: Console | None = None, title: str = "",
-                  lock_note: str | None = None, unreadable: str | None = None, logs: Path | None = None) -> None:
+                  lock_note: str | None = None, unreadable: str | None = None, logs: Path | None = None,
+                  runs: list[RunSummary] | None = None) -> None:
     """The table, every failed run's error, what peak memory counts and what the intervals are, `lock_note`
     (environment.lock_note) and the files of the folder that could not be read."""
     console = console or Console()
-    runs = summarize(records)
+    runs = runs if runs is not None else summarize(records)  # the caller's, when it has them already
     table, left_out = summary_table(runs, title, console.width)
     console.print(table)
     if left_out:

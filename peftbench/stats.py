@@ -227,18 +227,28 @@ def compare_runs(by_run: dict[str, dict[int, float]], against: str, q: float = F
 def bootstrap_rows(score: Callable[[list[int]], float], n_rows: int, level: float = LEVEL,
                    resamples: int = RESAMPLES, seed: int = 0) -> Interval | None:
     """`score(all rows)` with the percentile bootstrap interval of `score(rows resampled with replacement)`."""
+    return bootstrap_rows_many(lambda rows: {"score": score(rows)}, n_rows, level, resamples, seed).get("score")
+
+
+def bootstrap_rows_many(scores: Callable[[list[int]], dict[str, float]], n_rows: int, level: float = LEVEL,
+                        resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Interval]:
+    """bootstrap_rows of every score that `scores(rows)` returns, all from the same resamples: one pass over them
+    instead of one per score (a task kind's score_rows computes all its metrics at once)."""
     import numpy as np
     from scipy import stats
 
     if n_rows < 2:
-        return None
-    full = score(list(range(n_rows)))
-    if not math.isfinite(full):
-        return Interval(full, None, None, n_rows, "bootstrap")
-    res = stats.bootstrap((np.arange(n_rows),), lambda idx: score(idx.tolist()), vectorized=False,
-                          n_resamples=resamples, confidence_level=level, method="percentile",
+        return {}
+    full = scores(list(range(n_rows)))
+    names = [k for k, v in full.items() if math.isfinite(v)]
+    out = {k: Interval(v, None, None, n_rows, "bootstrap") for k, v in full.items() if k not in names}
+    if not names:
+        return out
+    res = stats.bootstrap((np.arange(n_rows),), lambda idx: np.array([scores(idx.tolist())[k] for k in names]),
+                          vectorized=False, n_resamples=resamples, confidence_level=level, method="percentile",
                           rng=np.random.default_rng(seed))
-    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return Interval(full, None, None, n_rows, "bootstrap")
-    return Interval(full, lo, hi, n_rows, "bootstrap")
+    for k, lo, hi in zip(names, np.atleast_1d(res.confidence_interval.low),
+                         np.atleast_1d(res.confidence_interval.high), strict=True):
+        ok = math.isfinite(lo) and math.isfinite(hi)
+        out[k] = Interval(full[k], float(lo) if ok else None, float(hi) if ok else None, n_rows, "bootstrap")
+    return out

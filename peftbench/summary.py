@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import stats
+from . import stats, tasks
 from .metrics import FIGURES, METRICS, PRIMARY, Figure
 from .results import RunRecord
 from .stats import Difference, Interval
@@ -32,8 +32,6 @@ def row_scorer(task: str | None, record: RunRecord, metric: str) -> Callable[[li
     the record kept no per-row data (records written before 2026-12-02)."""
     if task is None or not record.eval_per_row or metric not in record.eval:
         return None
-    from . import tasks
-
     kind = tasks.get(task)
     return lambda rows: kind.score_rows(record.eval_per_row, rows)[metric]
 
@@ -52,6 +50,10 @@ class RunSummary:
     not_ok: list[RunRecord]  # its failed, oom and timed-out seeds
     figures: dict[str, Interval] = field(default_factory=dict)  # figure key -> mean and t interval over ok seeds
     rows: dict[str, Interval] = field(default_factory=dict)  # eval_<metric> -> bootstrap over the first seed's rows
+    # against the best run by the primary score (versus_best), set by summarize(rows=True): computed once, for
+    # the table, the CSV and the page alike
+    is_best: bool = False
+    versus: Difference | None = None
 
     @property
     def first(self) -> RunRecord:
@@ -92,14 +94,21 @@ def summarize(records: list[RunRecord], task: str | None = None, rows: bool = Tr
             iv = stats.t_interval([v for r in s.ok if (v := fig.value(r)) is not None])
             if iv is not None:
                 s.figures[key] = stats.clip(iv, *fig.bounds)
-        if rows and s.ok:
+        if rows and s.ok and task is not None and s.ok[0].eval_per_row:
             first = s.ok[0]
-            for metric in first.eval:
-                score = row_scorer(task, first, metric)
-                iv = stats.bootstrap_rows(score, n_eval_rows(first)) if score else None
-                if iv is not None:
-                    s.rows[f"eval_{metric}"] = iv
+            kind = tasks.get(task)
+
+            def scores(idx: list[int], first=first, kind=kind) -> dict[str, float]:  # the first seed's metrics
+                return {m: v for m, v in kind.score_rows(first.eval_per_row, idx).items() if m in first.eval}
+
+            s.rows = {f"eval_{m}": iv for m, iv in stats.bootstrap_rows_many(scores, n_eval_rows(first)).items()}
         out.append(s)
+    fig = primary_figure(out, task) if rows else None
+    if fig is not None:
+        top = best(out, fig)
+        diffs = versus_best(out, fig, task)
+        for s in out:
+            s.is_best, s.versus = s is top, diffs.get(s.run)
     return out
 
 
@@ -200,8 +209,6 @@ def summary_rows(runs: list[RunSummary]) -> list[dict]:
     for one seed), the bootstrap over the first seed's evaluation rows, and the difference to the best run by the
     primary score."""
     fig = primary_figure(runs)
-    top = best(runs, fig) if fig is not None else None
-    diffs = versus_best(runs, fig) if fig is not None else {}
     out = []
     for s in runs:
         r = s.first
@@ -214,11 +221,11 @@ def summary_rows(runs: list[RunSummary]) -> list[dict]:
         for m in METRICS:
             iv = s.rows.get(f"eval_{m}")
             row[f"eval_{m}_rows_lo"], row[f"eval_{m}_rows_hi"] = (iv.lo, iv.hi) if iv else (None, None)
-        d = diffs.get(s.run)
+        d = s.versus
         row.update(dict.fromkeys(VERSUS))
-        if fig is not None and (d is not None or s is top):
+        if fig is not None and (d is not None or s.is_best):
             row["vs_best"] = fig.key
-            if s is top:
+            if s.is_best:
                 row["vs_best_verdict"] = "best"
             else:
                 row.update(vs_best_diff=d.mean if math.isfinite(d.mean) else None, vs_best_lo=d.lo, vs_best_hi=d.hi,
