@@ -17,11 +17,13 @@ Checks, each recorded in the JSON report with what it measured; the exit code is
   required of both suites: every status ok, on CUDA, finite losses, reserved >= allocated, merged figures where
   the method merges;
 - cuda-7b-step: one training step at the full Llama-2-7B shape (32 layers, random weights made on the GPU) for
-  full fine-tuning (when the card holds it) and LoRA r16, each peak beside `peftbench estimate`'s;
+  full fine-tuning (when the card holds it), LoRA r16 and QLoRA r16 on q,k,v,o (its NF4 weights quantized on the
+  GPU from the random bf16 ones: quantize_nf4), through the harness's preparation and optimizer, each peak beside
+  `peftbench estimate`'s;
 - cuda-excluded-window: allocated and reserved peaks around an excluded window (measure.PeakMemory).
 
-Not yet in it: a QLoRA step at the full 7B shape (it needs 4-bit weights of that shape, which only a download or
-a slow quantization on the GPU gives).
+On a CPU machine the script runs its CPU checks, then says in one line that the rest needs CUDA and exits 2;
+tests/integration/test_gpu_check.py runs its 7B-step code on the CPU at a small shape.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 WIDE_LLAMA = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32,
               "num_hidden_layers": 2, "vocab_size": 32000, "max_position_embeddings": 4096}
+SMALL_7B = {"model_type": "llama", "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 4096, "max_position_embeddings": 4096}
 TINY = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2}
 CORE = [{"method": "full", "learning_rate": 1e-5}, {"method": "lora", "ranks": [16], "learning_rate": 2e-4},
         {"method": "qlora", "ranks": [16], "learning_rate": 2e-4},
@@ -139,48 +143,94 @@ def excluded_window() -> dict:
     return {"ok": ok, "allocated_bytes": mem.peak_bytes, "reserved_bytes": mem.reserved_bytes}
 
 
-def step_7b(method: str) -> dict:
-    """One training step of a random-weight model of the full Llama-2-7B shape, made on the GPU in bf16, batch 1 x
-    512 with checkpointing; its peak beside the memory model's for the same workload."""
+def quantize_nf4(model, compute_dtype) -> int:
+    """Replace every block linear of `model` (all but lm_head) by a bitsandbytes NF4 Linear4bit with double
+    quantization, quantized from the weights it has, on their device: a QLoRA base of any shape without a
+    download. What `from_pretrained(quantization_config=...)` builds; the harness's QLoRA settings. Returns how many."""
+    import bitsandbytes as bnb
+    import torch
+
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not torch.nn.Linear or name == "lm_head":
+                continue
+            q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                  compute_dtype=compute_dtype, quant_type="nf4", compress_statistics=True,
+                                  device="meta")
+            q.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4",
+                                         compress_statistics=True).to(child.weight.device)  # quantizes here
+            if child.bias is not None:
+                q.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
+            setattr(parent, name, q)
+            count += 1
+    model.is_loaded_in_4bit = True  # what peft reads to prepare and wrap a 4-bit model
+    return count
+
+
+def step_7b(method: str, fields: dict | None = None, device: str = "cuda") -> dict:
+    """One training step of a random-weight model of the full Llama-2-7B shape (or `fields`), made on the device
+    in bf16, batch 1 x 512 with checkpointing, through the harness's own preparation and optimizer; its peak beside
+    the memory model's for the same workload. On a CPU (the test's small shape) the peak is not read."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from peftbench import catalog
+    from peftbench import catalog, tasks
+    from peftbench.context import RunContext
     from peftbench.estimate import GIB, estimate_run
+    from peftbench.methods import get
+    from peftbench.methods.lora import quantized_lora
+    from peftbench.training import make_optimizer, optimizer_name
 
-    fields = dict(catalog.resolve("llama-2-7b").config)
-    cfg = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    config = dict(catalog.resolve("llama-2-7b").config) if fields is None else dict(fields)
+    cfg = AutoConfig.for_model(config.pop("model_type"), **config)
     targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
-    settings = {"method": method, **({"ranks": [16], "target_modules": targets} if method == "lora" else {})}
+    settings = {"method": method, **({"ranks": [16], "target_modules": targets} if method in ("lora", "qlora") else {})}
     resolved = {"model": {"name": "llama-2-7b", "task": "causal_lm"},
                 "training": {"batch_size": 1, "max_length": 512, "precision": "bf16", "gradient_checkpointing": True,
-                             "device": "cuda"}}
-    predicted = estimate_run(resolved, method, settings, device="cuda").peak_gib
-    free = torch.cuda.mem_get_info()[0] / GIB
-    if predicted > 0.9 * free:
-        return {"ok": True, "skipped": f"predicted {predicted:.1f} GiB, {free:.1f} GiB free",
-                "predicted_gib": predicted}
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    with torch.device("cuda"):
+                             "device": device}}
+    cuda = device == "cuda"
+    predicted = estimate_run(resolved, method, settings, config=dict(catalog.resolve("llama-2-7b").config)
+                             if fields is None else dict(fields), device=device).peak_gib
+    if cuda:
+        free = torch.cuda.mem_get_info()[0] / GIB
+        if predicted > 0.9 * free:
+            return {"ok": True, "skipped": f"predicted {predicted:.1f} GiB, {free:.1f} GiB free",
+                    "predicted_gib": predicted}
+        torch.cuda.empty_cache()
+    with torch.device(device):
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    if method == "qlora":
+        quantize_nf4(model, torch.bfloat16)
+        if cuda:
+            torch.cuda.empty_cache()  # the bf16 weights the NF4 copies were made from are gone
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()  # the peak from here: what a 4-bit load would hold (no bf16 copy)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=targets))
+    ctx = RunContext(task=tasks.get("causal_lm"), device=torch.device(device), precision="bf16",
+                     load_dtype=torch.bfloat16, compute_dtype=torch.bfloat16, gradient_checkpointing=True,
+                     tokenizer_path="")
+    if method == "qlora":
+        model = quantized_lora(model, get("qlora").Settings.model_validate(settings), ctx)
+    elif method == "lora":
+        model = get("lora").prepare(model, get("lora").Settings.model_validate(settings), ctx)
     model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    ids = torch.randint(0, cfg.vocab_size, (1, 512), device="cuda")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, 1e-5, 0.0)
+    ids = torch.randint(0, cfg.vocab_size, (1, 512), device=device)
     loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
     opt.step()
+    out = {"optimizer": optimizer_name(params), "loss": float(loss), "predicted_gib": predicted,
+           "trainable": sum(p.numel() for p in params)}
+    if not cuda:
+        return {"ok": math.isfinite(out["loss"]), **out}
     torch.cuda.synchronize()
     measured = torch.cuda.max_memory_allocated() / GIB
     del model, opt, loss
     torch.cuda.empty_cache()
     error = (predicted - measured) / measured
-    return {"ok": abs(error) < 0.25, "measured_gib": measured, "predicted_gib": predicted, "error": error}
+    return {"ok": abs(error) < 0.25 and math.isfinite(out["loss"]), **out, "measured_gib": measured, "error": error}
 
 
 def main() -> int:
@@ -207,6 +257,8 @@ def main() -> int:
         check("cpu", generation, "cpu", "float32")
         qlora_cpu = suite("cpu-qlora", TINY, "cpu", "fp32", [{"method": "qlora", "ranks": [4]}], 4, 32, False)
         check("cpu-qlora-suite", run, qlora_cpu, where, False)
+        for method in ("lora", "qlora", "full"):  # the 7B-step code at a small shape: finite loss, no peak read
+            check(f"cpu-step-{method}", step_7b, method, SMALL_7B, "cpu")
         if not torch.cuda.is_available():
             report["stopped"] = "no CUDA device: the CPU checks ran, the CUDA checks need a GPU"
             args.out.write_text(json.dumps(report, indent=2, default=str))
@@ -219,7 +271,7 @@ def main() -> int:
         fp16 = [m for m in CORE if m["method"] in ("lora", "qlora")]
         check("cuda-suite-fp16", run, suite("wide-fp16", WIDE_LLAMA, "cuda", "fp16-mixed", fp16, 4, 512, True),
               where, True)
-        for method in ("lora", "full"):
+        for method in ("lora", "qlora", "full"):
             check(f"cuda-7b-step-{method}", step_7b, method)
     args.out.write_text(json.dumps(report, indent=2, default=str))
     failed = [name for name, c in checks.items() if not c["ok"]]

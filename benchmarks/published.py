@@ -376,6 +376,8 @@ def build(rec: dict[str, Any]) -> tuple[Row, Any, Any, Workload | None]:
             "grouped KV heads: batches padded to their longest sample carry an attention mask, so transformers "
             "expands K/V (estimator: packed=False); a longest batch without any padding would drop the mask and "
             "keep K/V at KV width")
+    kw["kahan_sum"] = False  # every source's AdamW is a plain one (torch, Trainer's, bitsandbytes'): none keeps a
+    # Kahan compensation for 16-bit weights as peftbench's does
     kw.update(stack_knobs(rec, stack, row))
     w = Workload(batch=batch, seq_len=seq, precision=precision, grad_ckpt=gc, optimizer=optimizer, gpus=1,
                  device="cuda", **kw)

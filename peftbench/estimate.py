@@ -64,6 +64,9 @@ class Workload:
     loss: Loss = "hf"  # transformers' fp32 cross-entropy, or a chunked 16-bit one
     optimizer_impl: Literal["foreach", "fused", "forloop"] | None = None  # torch AdamW's; None: the device default
     bnb_saves_4bit_inputs: bool = False  # bitsandbytes < 0.43.2 saved the input of every 4-bit linear (PR #1270)
+    # peftbench's AdamW on 16-bit trainable weights: optimi's, with a 16-bit Kahan compensation buffer per parameter
+    # (training.make_optimizer); False for a plain torch AdamW on 16-bit weights (what published stacks run)
+    kahan_sum: bool = True
 
     def __post_init__(self):
         for name, allowed in (("precision", PRECISIONS), ("optimizer", OPTIMIZERS), ("strategy", STRATEGIES),
@@ -79,10 +82,11 @@ class Workload:
 
 # What each breakdown entry holds, for the tables and docs/memory-model.md.
 COMPONENTS = {
-    "weights": "model weights (QLoRA: NF4 block linears, 8-bit LoRA: int8, + the rest in fp32)",
+    "weights": "model weights (QLoRA: NF4 block linears, 8-bit LoRA: int8, + the rest in the load dtype)",
     "adapters": "weights the method adds (fp32 unless --adapter-dtype model)",
     "gradients": "gradients of the trainable parameters",
-    "optimizer_states": "optimizer state (AdamW: two moments per trainable parameter; AdaLoRA's scores)",
+    "optimizer_states": "optimizer state (AdamW: two moments per trainable parameter, + a Kahan compensation for "
+                        "16-bit weights; AdaLoRA's scores)",
     "optimizer_step_temp": "temporaries of the optimizer step",
     "activations": "tensors saved for backward",
     "recompute": "with checkpointing: one block's activations, recomputed in backward",
@@ -184,12 +188,13 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     seq = w.seq_len + fp.extra_positions
     tokens = w.batch * seq
     total_params = arch.total_params + fp.added
-    # Weights: quantized block linears + the rest (prepare_model_for_kbit_training casts it to fp32).
+    # Weights: quantized block linears + the rest in the load dtype (peftbench undoes the fp32 up-cast of peft's
+    # prepare_model_for_kbit_training: methods/lora.py quantized_lora).
     if fp.quantized and fp.int8:  # int8 codes + one fp32 scale per output row
         scales = arch.layers * sum(m.d_out for m in arch.block) * 4
-        weights = arch.block_linear_params + scales + (arch.total_params - arch.block_linear_params) * 4
+        weights = arch.block_linear_params + scales + (arch.total_params - arch.block_linear_params) * wb
     elif fp.quantized:
-        weights = arch.block_linear_params * NF4_DQ_BYTES + (arch.total_params - arch.block_linear_params) * 4
+        weights = arch.block_linear_params * NF4_DQ_BYTES + (arch.total_params - arch.block_linear_params) * wb
     else:
         weights = arch.total_params * wb
     # peft keeps adapter weights in fp32 (autocast_adapter_dtype=True) unless told to keep the model's dtype
@@ -199,6 +204,10 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     pb = (wb if w.storage != "mixed" else 4) if fp.full else adapter_b
     grad_b = pb
     opt_b = {"adamw": 2 * pb, "adamw8bit": 2.0 + 8 / 256, "paged_adamw8bit": 2.0 + 8 / 256, "sgd": pb}[w.optimizer]
+    kahan = w.optimizer == "adamw" and w.kahan_sum and pb == 2
+    if kahan:  # 16-bit trainable weights: the Kahan compensation, one more 16-bit tensor per parameter
+        opt_b += pb
+        notes.append("16-bit trainable weights: AdamW with Kahan summation (optimi), +2 bytes/param of compensation")
     if w.optimizer == "paged_adamw8bit":
         notes.append("paged optimizer states live in CUDA unified memory, outside the allocator: not in the peak")
         opt_b = 0.0
@@ -210,6 +219,8 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     impl = w.optimizer_impl or ("foreach" if w.device == "cuda" else "forloop")
     if w.optimizer != "adamw" or impl == "fused":
         step_tmp = 0.0
+    elif kahan:  # optimi: a fused Triton kernel on CUDA; on CPU a loop with one sqrt temporary of a tensor
+        step_tmp = 0.0 if w.device == "cuda" else fp.largest_trainable * pb
     elif impl == "foreach":
         step_tmp = fp.trainable * pb
     else:

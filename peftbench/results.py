@@ -78,6 +78,7 @@ class RunRecord:
     # context
     device: str = ""
     precision: str = ""
+    optimizer: str = ""  # "torch AdamW", or "optimi AdamW, Kahan summation" for 16-bit trainable weights (training.py)
     seed: int | None = None
     learning_rate: float | None = None
     wall_s: float | None = None

@@ -190,7 +190,7 @@ def pareto(points: list[tuple[float, float]], higher_x: bool = False, higher_y: 
 # ---- the summary as a table: summary.csv, report --csv / --json / --parquet ------------------------------------
 
 SUMMARY_HEAD = ["run", "method", "status", "n_seeds", "seeds", "total_params", "trainable_pct", "device",
-                "precision"]
+                "precision", "optimizer"]
 VERSUS = ["vs_best", "vs_best_diff", "vs_best_lo", "vs_best_hi", "vs_best_level", "vs_best_p_adjusted",
           "vs_best_verdict"]
 
@@ -214,7 +214,8 @@ def summary_rows(runs: list[RunSummary]) -> list[dict]:
         r = s.first
         row = {"run": s.run, "method": s.method, "status": s.status, "n_seeds": len(s.ok),
                "seeds": " ".join(str(x) for x in s.seeds if x is not None), "total_params": r.total_params,
-               "trainable_pct": r.trainable_pct, "device": r.device, "precision": r.precision}
+               "trainable_pct": r.trainable_pct, "device": r.device, "precision": r.precision,
+               "optimizer": r.optimizer}
         for key in FIGURES:
             iv = s.figures.get(key)
             row[key], row[f"{key}_lo"], row[f"{key}_hi"] = (iv.mean, iv.lo, iv.hi) if iv else (None, None, None)

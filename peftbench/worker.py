@@ -32,7 +32,7 @@ from .measure import MIB, PeakMemory, count_parameters, peak_rss_mib
 from .protocol import WorkerSpec, progress_line
 from .results import RunRecord, atomic_write_json
 from .suite import Suite
-from .training import train
+from .training import optimizer_name, train
 
 _run_name = ""
 
@@ -131,6 +131,7 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
             model = models.load_prepared(suite, method, settings, ctx, path, tokenizer)
         record.trainable_params, record.total_params = count_parameters(model)
         record.trainable_pct = 100.0 * record.trainable_params / record.total_params
+        record.optimizer = optimizer_name([p for p in model.parameters() if p.requires_grad])
 
         emit("phase", phase="base-eval")
         mem.exclude_begin()

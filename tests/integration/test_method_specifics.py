@@ -187,25 +187,25 @@ def test_adalora_one_step_run_and_16_bit_base_keep_ranknum_frozen():
 
 # ---- quantized bases: placement and checkpointing (issue: the 7B comparison) -------------------------------------
 
-def _loaded_qlora(tmp_path, monkeypatch, checkpointing: bool):
-    """The worker's own loading and preparation of a QLoRA run on the tiny Llama, on the CPU; the kwargs that
-    from_pretrained saw."""
+def _loaded_qlora(tmp_path, monkeypatch, checkpointing: bool, dtype=torch.float32, method_name: str = "qlora"):
+    """The worker's own loading and preparation of a QLoRA run (or `method_name`'s) on the tiny Llama, on the CPU;
+    the kwargs that from_pretrained saw."""
     from transformers import AutoModelForCausalLM
 
     from peftbench import methods, models
     from peftbench.context import RunContext
     from peftbench.suite import parse_suite
 
-    suite, runs = parse_suite({**TINY_CAUSAL, "methods": [{"method": "qlora", "ranks": [4]}]})
-    method = methods.get("qlora")
+    suite, runs = parse_suite({**TINY_CAUSAL, "methods": [{"method": method_name, "ranks": [4]}]})
+    method = methods.get(method_name)
     settings = method.Settings.model_validate(runs[0].settings)
     path = models.model_path(suite.model, None)
     tokenizer = models.load_tokenizer(suite.model, path)
     from peftbench import tasks
 
-    ctx = RunContext(task=tasks.get("causal_lm"), device=torch.device("cpu"), precision="fp32",
-                     load_dtype=torch.float32, compute_dtype=torch.float32, gradient_checkpointing=checkpointing,
-                     tokenizer_path=path, total_steps=3)
+    ctx = RunContext(task=tasks.get("causal_lm"), device=torch.device("cpu"),
+                     precision="fp32" if dtype == torch.float32 else "bf16", load_dtype=dtype, compute_dtype=dtype,
+                     gradient_checkpointing=checkpointing, tokenizer_path=path, total_steps=3)
     seen = {}
     real = AutoModelForCausalLM.from_pretrained.__func__
 
@@ -232,6 +232,50 @@ def test_qlora_checkpoints_as_every_other_method_does(tmp_path, monkeypatch):
     layers = model.base_model.model.model.layers
     funcs = [layer._gradient_checkpointing_func for layer in layers]
     assert funcs and all(f.keywords == {"use_reentrant": False} for f in funcs), [f.keywords for f in funcs]
+
+
+def _activation_dtypes(model) -> dict[str, torch.dtype]:
+    """The dtype of every block module's output (and the logits) in one training-mode forward."""
+    seen: dict[str, torch.dtype] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        short = name.split("model.layers.")[-1] if "model.layers." in name else name.rsplit(".", 1)[-1]
+        if "lora_" in name or "base_layer" in name or not name:
+            continue
+
+        def hook(mod, args, out, short=short):
+            t = out[0] if isinstance(out, tuple) else out
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                seen[short] = t.dtype
+        hooks.append(module.register_forward_hook(hook))
+    ids = torch.randint(5, 100, (2, 12))
+    out = model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    for h in hooks:
+        h.remove()
+    seen["logits"] = out.logits.dtype
+    return seen
+
+
+def test_a_bf16_qlora_run_computes_in_bf16_as_the_lora_run_does(tmp_path, monkeypatch):
+    """peft's k-bit preparation casts embeddings, norms and lm_head to fp32, so a bf16 QLoRA run computed its
+    residual stream, attention and logits in fp32 while LoRA ran in bf16. Undone: every non-quantized base weight
+    is bf16 and every block output has the dtype it has in the bf16 LoRA run; only the adapters are fp32 (peft's
+    autocast_adapter_dtype), in both."""
+    qlora, _ = _loaded_qlora(tmp_path, monkeypatch, checkpointing=False, dtype=torch.bfloat16)
+    lora, _ = _loaded_qlora(tmp_path, monkeypatch, checkpointing=False, dtype=torch.bfloat16, method_name="lora")
+    frozen = {p.dtype for p in qlora.parameters() if not p.requires_grad and p.is_floating_point()}
+    assert frozen == {torch.bfloat16}
+    assert {p.dtype for p in qlora.parameters() if p.requires_grad} == {torch.float32}
+    assert any(p.dtype == torch.uint8 for p in qlora.parameters())  # the 4-bit weights are there
+    q, ref = _activation_dtypes(qlora), _activation_dtypes(lora)
+    assert q["logits"] == torch.bfloat16 and set(q.values()) == {torch.bfloat16}, q
+    assert q == ref
+
+
+def test_an_fp32_qlora_run_keeps_fp32_around_the_4_bit_weights(tmp_path, monkeypatch):
+    model, _ = _loaded_qlora(tmp_path, monkeypatch, checkpointing=False)
+    assert {p.dtype for p in model.parameters() if p.is_floating_point()} == {torch.float32}
 
 
 def test_a_16_bit_model_loads_straight_onto_the_gpu(monkeypatch):

@@ -91,8 +91,11 @@ def test_full_fine_tuning_on_the_toy_by_hand(toy):
 def test_qlora_weights_and_dequant_buffer_on_the_toy(toy):
     lora = estimate(toy, footprint(toy, "lora", ranks=[2]), Workload(seq_len=4))
     q = estimate(toy, footprint(toy, "qlora", ranks=[2]), Workload(seq_len=4))
-    # NF4 double-quantized block linears + every other parameter in fp32 (prepare_model_for_kbit_training)
-    assert q.breakdown["weights"] == pytest.approx(TOY_BLOCK_LINEAR * NF4_DQ_BYTES + TOY_REST * 4)
+    # NF4 double-quantized block linears + every other parameter in the load dtype: bf16 here (peftbench undoes
+    # prepare_model_for_kbit_training's fp32 up-cast), fp32 in an fp32 or mixed-precision run
+    assert q.breakdown["weights"] == pytest.approx(TOY_BLOCK_LINEAR * NF4_DQ_BYTES + TOY_REST * 2)
+    q32 = estimate(toy, footprint(toy, "qlora", ranks=[2]), Workload(seq_len=4, precision="fp32"))
+    assert q32.breakdown["weights"] == pytest.approx(TOY_BLOCK_LINEAR * NF4_DQ_BYTES + TOY_REST * 4)
     assert NF4_DQ_BYTES == pytest.approx(4.127 / 8, abs=1e-4)  # 4.127 bits per parameter (QLoRA paper)
     # one linear dequantized at a time to the bf16 compute dtype: the largest, 128 elements x 2 bytes
     assert q.breakdown["transient"] == 128 * 2
@@ -163,12 +166,20 @@ def test_lora_on_every_linear_saves_more_than_on_q_and_v(llama7b):
 
 
 def test_bf16_full_fine_tuning_static_terms(llama7b):
-    """Pure bf16 AdamW: weights, gradients and both moments in bf16 -> 8 bytes per parameter of static state."""
+    """Pure bf16 with peftbench's AdamW: weights, gradients, both moments and the Kahan compensation in bf16 -> 10
+    bytes per parameter of static state; a plain torch AdamW (kahan_sum=False) 8."""
     est = estimate(llama7b, footprint(llama7b, "full"), Workload(batch=1, seq_len=16))
     p = llama7b.total_params
     assert est.breakdown["weights"] == 2 * p and est.breakdown["gradients"] == 2 * p
-    assert est.breakdown["optimizer_states"] == 4 * p
-    assert est.peak_gib > 8 * p / GIB  # plus the foreach step temporary
+    assert est.breakdown["optimizer_states"] == 6 * p
+    assert est.peak_gib >= 10 * p / GIB  # the Triton step keeps no temporary: gradients + states at the step
+    assert any("Kahan" in n for n in est.notes)
+    plain = estimate(llama7b, footprint(llama7b, "full"), Workload(batch=1, seq_len=16, kahan_sum=False))
+    assert plain.breakdown["optimizer_states"] == 4 * p
+    assert plain.peak_gib > 8 * p / GIB  # plus the foreach step temporary
+    # fp32 trainable weights get no compensation: the same AdamW as before
+    mixed = estimate(llama7b, footprint(llama7b, "full"), Workload(batch=1, seq_len=16, precision="bf16-mixed"))
+    assert mixed.breakdown["optimizer_states"] == 8 * p
 
 
 def test_optimizers(llama7b):
@@ -255,9 +266,12 @@ def test_eager_attention_saves_the_probabilities(toy):
 def test_adapters_in_the_model_dtype(llama7b):
     fp = footprint(llama7b, "lora", ranks=[16], target_modules="all-linear")
     f32 = estimate(llama7b, fp, Workload(seq_len=256))
-    b16 = estimate(llama7b, fp, Workload(seq_len=256, adapter_dtype="model"))
+    # the stacks that keep adapters in bf16 (litgpt, torchtune) run a plain AdamW
+    b16 = estimate(llama7b, fp, Workload(seq_len=256, adapter_dtype="model", kahan_sum=False))
     for part in ("adapters", "gradients", "optimizer_states"):
         assert b16.breakdown[part] == pytest.approx(f32.breakdown[part] / 2)
+    kahan = estimate(llama7b, fp, Workload(seq_len=256, adapter_dtype="model"))  # peftbench's on bf16 adapters
+    assert kahan.breakdown["optimizer_states"] == pytest.approx(f32.breakdown["optimizer_states"] * 3 / 4)
     assert b16.breakdown["activations"] < f32.breakdown["activations"]  # LoRA inputs saved in bf16, not fp32
 
 
@@ -266,10 +280,16 @@ def test_chunked_loss_and_optimizer_implementations(llama7b):
     w = Workload(batch=2, seq_len=512)
     assert estimate(llama7b, fp, Workload(batch=2, seq_len=512, loss="chunked")).breakdown["logits_loss"] == \
         2 * 512 * llama7b.vocab * 4
-    assert estimate(llama7b, fp, w).breakdown["optimizer_step_temp"] == fp.trainable * 2  # foreach on CUDA
-    assert estimate(llama7b, fp, Workload(optimizer_impl="fused")).breakdown["optimizer_step_temp"] == 0
-    assert estimate(llama7b, fp, Workload(optimizer_impl="forloop")).breakdown["optimizer_step_temp"] == \
-        2 * fp.largest_trainable * 2
+    plain = Workload(batch=2, seq_len=512, kahan_sum=False)  # torch's AdamW on the bf16 weights
+    assert estimate(llama7b, fp, plain).breakdown["optimizer_step_temp"] == fp.trainable * 2  # foreach on CUDA
+    assert estimate(llama7b, fp, Workload(optimizer_impl="fused", kahan_sum=False)).breakdown[
+        "optimizer_step_temp"] == 0
+    assert estimate(llama7b, fp, Workload(optimizer_impl="forloop", kahan_sum=False)).breakdown[
+        "optimizer_step_temp"] == 2 * fp.largest_trainable * 2
+    # optimi's Kahan AdamW: its Triton kernel on CUDA keeps no temporaries, its CPU loop one of the largest tensor
+    assert estimate(llama7b, fp, w).breakdown["optimizer_step_temp"] == 0
+    assert estimate(llama7b, fp, Workload(device="cpu")).breakdown["optimizer_step_temp"] == \
+        fp.largest_trainable * 2
 
 
 def test_old_bitsandbytes_saved_every_4bit_input(llama7b):
