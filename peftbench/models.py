@@ -173,8 +173,11 @@ def tiny_llama_path(overrides: dict[str, Any]) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tiny-llama-"))
     try:
-        torch.manual_seed(0)  # the weights are part of the model's identity: same config, same weights
-        LlamaForCausalLM(LlamaConfig(**fields)).save_pretrained(tmp)
+        # the weights are part of the model's identity: same config, same weights. In a forked RNG, so the run
+        # that builds the model draws its adapters' initial weights as a run that finds it built does
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            LlamaForCausalLM(LlamaConfig(**fields)).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         os.replace(tmp, target)  # atomic: a concurrent builder loses the race harmlessly
     except OSError:

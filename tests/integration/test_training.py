@@ -86,3 +86,15 @@ def test_the_optimizer_follows_the_trainable_dtype():
     opt.step()
     assert opt.state[bf16[0]]["kahan_comp"] is not None  # the compensation buffer exists
 
+
+def test_building_the_tiny_llama_leaves_the_global_rng_alone(tmp_path, monkeypatch):
+    """The worker seeds, then resolves the model: a worker that built the tiny Llama (the first run on a fresh
+    machine) used to draw its LoRA weights from the RNG the build had reseeded, and trained differently from the
+    same run once the model was cached."""
+    monkeypatch.setenv("PEFTBENCH_CACHE", str(tmp_path))
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    path = models.tiny_llama_path({"hidden_size": 48, "intermediate_size": 96, "num_attention_heads": 2,
+                                   "num_key_value_heads": 1})
+    assert str(tmp_path) in path  # it was built here, now
+    assert torch.equal(torch.get_rng_state(), state)
