@@ -115,7 +115,10 @@ def list_methods() -> None:
               help="Results directory of an interrupted run of the same suite: finished runs are kept, not re-run.")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Where the new <suite>-<timestamp> directory is made.")
-def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
+@click.option("--parallel", type=int, default=1, show_default=True,
+              help="Runs at a time: one GPU each (CUDA_VISIBLE_DEVICES) for a GPU suite, else an equal share of "
+                   "the CPU cores each.")
+def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int) -> None:
     """Run every method of SUITE_FILE, one worker process each, and print the results table.
 
     Exit code 0 when every run is ok, 1 when any run failed, ran out of memory or timed out (its record says why;
@@ -123,17 +126,23 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path) -> None:
     from .environment import manifest_lock_note
     from .report import print_records
     from .results import export_csv
-    from .runner import preflight, run_suite
+    from .runner import plan_slots, preflight, run_suite
     from .suite import load_suite
     from .summary import summarize, summary_frame
 
     loaded = load_suite(suite_file)
     if resume is None:
         _check_writable_dir(results_dir, "--results-dir")
+    slots = plan_slots(loaded, parallel)
     for note in preflight(loaded):  # after every check that can stop the run: an error stays one line
         err.print(f"note: {note}", style="yellow", highlight=False)
+    if len(slots) > 1:
+        cpu = slots[0].name.startswith("cpu")
+        err.print(f"note: {len(slots)} runs at a time ({', '.join(s.name for s in slots)})"
+                  + ("; concurrent CPU runs share cores' caches and memory bandwidth, so their timings are not "
+                     "those of one run alone" if cpu else ""), style="yellow", highlight=False)
     with _progress() as progress:
-        store = run_suite(loaded, results_dir, resume, progress)
+        store = run_suite(loaded, results_dir, resume, progress, slots)
     records = store.records()
     export_csv(records, store.root / "results.csv")
     runs = summarize(records)
@@ -545,7 +554,6 @@ class _progress:
         self.clock = time.monotonic
         self.every = float(os.environ.get("PEFTBENCH_HEARTBEAT_S", "30"))
         self.last_beat = self.clock()
-        self.phase = ""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from .runner import Progress as Hooks
@@ -555,7 +563,8 @@ class _progress:
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err,
                             disable=not self.live)
         self.bar.__enter__()
-        self.task = None
+        self.tasks: dict[str, int] = {}  # a bar per run in progress (several with --parallel)
+        self.phases: dict[str, str] = {}
         return Hooks(run_started=self.started, event=self.event, run_finished=self.finished, run_kept=self.kept,
                      run_retried=self.retried)
 
@@ -563,29 +572,31 @@ class _progress:
         self.bar.__exit__(*exc)
 
     def started(self, plan, i, n):
-        self.task = self.bar.add_task(f"[{i}/{n}] {plan.key}", total=None, info="starting")
+        self.tasks[plan.key] = self.bar.add_task(f"[{i}/{n}] {plan.key}", total=None, info="starting")
         if not self.live:
             err.print(f"[{i}/{n}] {plan.key}: started", highlight=False)
 
     def event(self, plan, ev):
-        if self.task is None:
+        task = self.tasks.get(plan.key)
+        if task is None:
             return
         if ev.get("event") == "phase":
-            self.phase = ev["phase"]
-            self.bar.update(self.task, info=ev["phase"], total=ev.get("steps") or self.bar.tasks[self.task].total)
+            self.phases[plan.key] = ev["phase"]
+            self.bar.update(task, info=ev["phase"], total=ev.get("steps") or self.bar.tasks[task].total)
         elif ev.get("event") == "step":
-            self.bar.update(self.task, completed=ev["step"], total=ev["steps"], info=f"train loss {ev['loss']:.4f}")
+            self.bar.update(task, completed=ev["step"], total=ev["steps"], info=f"train loss {ev['loss']:.4f}")
         if not self.live and self.clock() - self.last_beat >= self.every:
             self.last_beat = self.clock()
             step = ""
             if ev.get("event") == "step":
                 step = f", step {ev['step']}/{ev['steps']}, train loss {ev['loss']:.4f}"
-            err.print(f"{plan.key}: {self.phase or 'starting'}{step}", highlight=False)
+            err.print(f"{plan.key}: {self.phases.get(plan.key) or 'starting'}{step}", highlight=False)
 
     def finished(self, plan, record):
-        if self.task is not None:
-            self.bar.update(self.task, info=record.status)
-            self.bar.stop_task(self.task)
+        task = self.tasks.pop(plan.key, None)
+        if task is not None:
+            self.bar.update(task, info=record.status)
+            self.bar.stop_task(task)
         line = f"{plan.key}: {record.status}"
         if record.status == "ok":
             line += f" ({record.wall_s:.0f} s)" if record.wall_s else ""

@@ -6,6 +6,7 @@ Torch is imported lazily (inside the functions), so the contract can be named wi
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +59,9 @@ def device_name(device) -> str:
     import torch
 
     if device.type == "cuda":
-        return f"cuda:{device.index} {torch.cuda.get_device_name(device)}"
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # --parallel gives each worker one GPU: name which
+        where = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+        return f"cuda:{device.index} {torch.cuda.get_device_name(device)}{where}"
     return f"cpu {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
 
 

@@ -166,6 +166,75 @@ def new_manifest(loaded: LoadedSuite) -> dict[str, Any]:
     }
 
 
+# ---- where workers run: --parallel --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One place a worker runs: a GPU (its CUDA_VISIBLE_DEVICES id) or a share of the CPU's cores (its threads)."""
+
+    name: str
+    env: dict[str, str]
+
+
+def cuda_device_ids() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES ids: the variable's own list when it is set, else
+    0..n-1 for the n GPUs a throwaway interpreter sees (the parent never initialises CUDA)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [v.strip() for v in visible.split(",") if v.strip() and not v.strip().startswith("-")]
+    code = "import torch; print(torch.cuda.device_count())"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        n = int(done.stdout.strip() or 0)
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        n = 0
+    return [str(i) for i in range(n)]
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def gpu_slots(parallel: int, ids: list[str]) -> list[Slot]:
+    """One slot per GPU, `parallel` of them: each worker sees only its GPU (as cuda:0)."""
+    if parallel > len(ids):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        where = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+        raise PeftbenchError(f"--parallel {parallel}: one GPU per run, and this machine shows {len(ids)}{where}")
+    return [Slot(f"gpu {i}", {"CUDA_VISIBLE_DEVICES": i}) for i in ids[:parallel]]
+
+
+def cpu_slots(parallel: int, cores: int) -> list[Slot]:
+    """`parallel` slots that split the cores evenly (OMP/MKL threads), so concurrent workers do not oversubscribe
+    the CPU; each record's `device` names its thread count."""
+    if parallel > cores:
+        raise PeftbenchError(f"--parallel {parallel}: CPU runs get at least one core each, and this machine has "
+                             f"{cores}")
+    threads = str(cores // parallel)
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    return [Slot(f"cpu {i + 1}/{parallel} ({threads} threads)", env) for i in range(parallel)]
+
+
+def plan_slots(loaded: LoadedSuite, parallel: int, ids: Callable[[], list[str]] | None = None,
+               cores: Callable[[], int] | None = None) -> list[Slot]:
+    """Where `--parallel N` runs the suite's workers: one GPU each for a CUDA suite (device cuda, or auto on a GPU
+    machine), else an equal share of the CPU cores; one line (exit 2) when the machine has too few. parallel 1
+    keeps the worker's environment as it is (every thread, every visible GPU)."""
+    if parallel < 1:
+        raise PeftbenchError(f"--parallel {parallel}: at least 1")
+    if parallel == 1:
+        return [Slot("", {})]
+    device = loaded.suite.training.device
+    gpus = (ids or cuda_device_ids)() if device in ("cuda", "auto") else []
+    if device == "cuda" or gpus:
+        return gpu_slots(parallel, gpus)
+    return cpu_slots(parallel, (cores or cpu_cores)())
+
+
 # ---- one worker -------------------------------------------------------------------------------------------------
 
 
@@ -178,6 +247,23 @@ class Progress:
     run_finished: Callable[[RunPlan, RunRecord], None] = lambda plan, record: None
     run_kept: Callable[[RunPlan, RunRecord], None] = lambda plan, record: None
     run_retried: Callable[[RunPlan, RunRecord], None] = lambda plan, record: None
+
+
+# Workers running now (their process group ids): an interrupted parallel suite kills them all. PR_SET_PDEATHSIG
+# fires when the *thread* that started a worker ends; a scheduling thread always outlives its worker (it waits for
+# it), and a killed parent takes every thread, so a worker never outlives a dead parent.
+_LIVE: set[int] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_live_workers() -> None:
+    with _LIVE_LOCK:
+        pids = list(_LIVE)
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _die_with_parent() -> None:
@@ -221,6 +307,8 @@ def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: f
             stdout=subprocess.PIPE, stderr=log, text=True, env=env,
             start_new_session=True, preexec_fn=_die_with_parent,
         )
+        with _LIVE_LOCK:
+            _LIVE.add(proc.pid)
         lines: queue.Queue[str | None] = queue.Queue()
 
         def pump() -> None:
@@ -249,6 +337,8 @@ def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: f
                 os.killpg(proc.pid, signal.SIGKILL)  # the worker leads its own process group
                 break
         code = proc.wait()
+        with _LIVE_LOCK:
+            _LIVE.discard(proc.pid)
     seed = spec.suite.training.seed
     if timed_out:
         record = RunRecord(run=plan.name, method=plan.method, settings=plan.settings, seed=seed, status="timeout",
@@ -306,16 +396,24 @@ def open_store(loaded: LoadedSuite, results_base: Path, resume: Path | None) -> 
 
 
 def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume: Path | None = None,
-              progress: Progress | None = None) -> ResultStore:
+              progress: Progress | None = None, slots: list[Slot] | None = None) -> ResultStore:
     """Run every job of the suite (a method run, or with `seeds` a (run, seed)) that has no ok record yet (a
     resumed folder's failed, oom and timed-out jobs are run again, and so are jobs whose record is unreadable);
-    return the store holding all records."""
+    return the store holding all records. With several `slots` (plan_slots: --parallel) that many workers run at
+    once, each in its slot's environment; every job still gets its own worker, record, timeout and log, so the
+    records are those of a sequential run (timings aside: concurrent CPU workers share cores and memory bandwidth)."""
     progress = progress or Progress()
+    slots = slots or [Slot("", {})]
     store = open_store(loaded, results_base, resume)
+    if len(slots) > 1:
+        manifest = store.manifest()
+        manifest["parallel"] = manifest.get("parallel", []) + [[slot.name for slot in slots]]
+        store.create(manifest)
     suite = loaded.suite
     env = worker_env(suite.runner.stable_rss)
     suite_dir = str(Path(loaded.path).resolve().parent)
     jobs = loaded.jobs()
+    todo: list[tuple[int, RunPlan]] = []
     for i, plan in enumerate(jobs, 1):
         earlier = store.read(plan.key) if store.has(plan.key) else None
         if earlier is not None and earlier.status == "ok":
@@ -323,11 +421,57 @@ def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume:
             continue
         if earlier is not None:
             progress.run_retried(plan, earlier)
-        progress.run_started(plan, i, len(jobs))
+        todo.append((i, plan))
+
+    lock = threading.Lock()  # progress callbacks from several scheduling threads, one at a time
+
+    def run_job(i: int, plan: RunPlan, slot: Slot) -> None:
+        with lock:
+            progress.run_started(plan, i, len(jobs))
         adapter_dir = str(store.root / "adapters" / plan.key) if suite.runner.save_adapters else None
         job_suite = suite if plan.seed is None else suite.model_copy(
             update={"training": suite.training.model_copy(update={"seed": plan.seed})})
         spec = WorkerSpec(suite=job_suite, run=plan, suite_dir=suite_dir, adapter_dir=adapter_dir)
-        record = run_worker(plan, spec, store, suite.runner.timeout_s, env, lambda ev, p=plan: progress.event(p, ev))
-        progress.run_finished(plan, record)
+
+        def on_event(ev: dict) -> None:
+            with lock:
+                progress.event(plan, ev)
+
+        record = run_worker(plan, spec, store, suite.runner.timeout_s, {**env, **slot.env}, on_event)
+        with lock:
+            progress.run_finished(plan, record)
+
+    if len(slots) == 1:
+        for i, plan in todo:
+            run_job(i, plan, slots[0])
+        return store
+    pending: queue.Queue[tuple[int, RunPlan]] = queue.Queue()
+    for job in todo:
+        pending.put(job)
+    errors: list[BaseException] = []
+
+    def scheduler(slot: Slot) -> None:  # one per slot: take the next job, run it in this slot, until none is left
+        while not errors:
+            try:
+                i, plan = pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                run_job(i, plan, slot)
+            except BaseException as err:  # noqa: BLE001 - the main thread re-raises it after the others stop
+                errors.append(err)
+
+    threads = [threading.Thread(target=scheduler, args=(slot,), daemon=True) for slot in slots]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=0.5)  # a bare join would not see Ctrl-C
+    except BaseException:
+        errors.append(KeyboardInterrupt())
+        kill_live_workers()  # the records already written stay; `--resume` runs the rest
+        raise
+    if errors:
+        raise errors[0]
     return store

@@ -142,3 +142,28 @@ def test_seeds_are_separate_workers_and_records_and_resume_treats_them_so(tmp_pa
     assert (run_dir / "runs" / "lora-r4@s0.json").read_bytes() == kept
     summary = (run_dir / "summary.csv").read_text().splitlines()
     assert len(summary) == 2 and ",ok,3,0 1 2," in summary[1]
+
+
+def test_parallel_runs_overlap_and_give_the_records_of_a_sequential_run(tmp_path, tiny_causal):
+    """--parallel 2 on the CPU: two workers at once (each with half the cores), and every record the same as the
+    sequential run's: status, counts, losses, scores and the profiler's peak (timings differ, and say so)."""
+    from peftbench.runner import Progress, cpu_slots
+
+    methods = [{"method": "lora", "ranks": [4]}, {"method": "ia3"}]
+    loaded = load_suite(suite_with(tmp_path, tiny_causal, methods))
+    sequential = run_suite(loaded, tmp_path / "seq", slots=cpu_slots(1, 1)).records()  # 1 thread, as each below
+    times: dict[str, list[float]] = {}
+    hooks = Progress(run_started=lambda plan, i, n: times.setdefault(plan.key, []).append(time.monotonic()),
+                     run_finished=lambda plan, record: times[plan.key].append(time.monotonic()))
+    store = run_suite(loaded, tmp_path / "par", progress=hooks, slots=cpu_slots(2, 2))
+    parallel = store.records()
+    (a0, a1), (b0, b1) = times["lora-r4"], times["ia3"]
+    assert a0 < b1 and b0 < a1, times  # the two runs were in progress at the same time
+    assert store.manifest()["parallel"] == [["cpu 1/2 (1 threads)", "cpu 2/2 (1 threads)"]]
+    assert [r.run for r in parallel] == [r.run for r in sequential] == ["lora-r4", "ia3"]
+    for s, p in zip(sequential, parallel, strict=True):
+        assert s.status == p.status == "ok", (s.error, p.error)
+        assert (s.trainable_params, s.total_params) == (p.trainable_params, p.total_params)
+        assert (s.train_loss_first, s.train_loss_last) == (p.train_loss_first, p.train_loss_last)
+        assert s.eval == p.eval and s.peak_mem_mib == p.peak_mem_mib
+        assert "x1 threads" in p.device

@@ -336,3 +336,17 @@ def test_run_checks_the_rows_once_before_any_worker(tmp_path, tiny_cls):
     assert_user_error(invoke("run", write_suite(tmp_path, {**tiny_cls, "dataset": {"path": str(data)}}),
                              "--results-dir", results), "line 3: not valid JSON")
     assert not results.exists()
+
+
+def test_run_parallel_beyond_the_cores_is_one_line_before_anything_runs(tmp_path, tiny_causal):
+    import os
+
+    from ..conftest import write_suite
+
+    cores = len(os.sched_getaffinity(0))
+    result = invoke("run", write_suite(tmp_path, tiny_causal), "--parallel", cores + 1, "--results-dir",
+                    tmp_path / "results")
+    assert result.exit_code == 2, result.output
+    assert f"--parallel {cores + 1}: CPU runs get at least one core each" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()
