@@ -118,7 +118,13 @@ def list_methods() -> None:
 @click.option("--parallel", type=int, default=1, show_default=True,
               help="Runs at a time: one GPU each (CUDA_VISIBLE_DEVICES) for a GPU suite, else an equal share of "
                    "the CPU cores each.")
-def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int) -> None:
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run each job as a Ray task: 'local' starts Ray on this machine, 'auto' joins the cluster this "
+                   "machine is in, or a cluster address. One GPU per run for a GPU suite.")
+@click.option("--ray-cpus", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --ray, the CPU cores (and threads) of each run of a CPU suite.")
+def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int, ray_address: str | None,
+        ray_cpus: int) -> None:
     """Run every method of SUITE_FILE, one worker process each, and print the results table.
 
     Exit code 0 when every run is ok, 1 when any run failed, ran out of memory or timed out (its record says why;
@@ -133,8 +139,23 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int)
     loaded = load_suite(suite_file)
     if resume is None:
         _check_writable_dir(results_dir, "--results-dir")
-    slots = plan_slots(loaded, parallel)
-    for note in preflight(loaded):  # after every check that can stop the run: an error stays one line
+    ray = None
+    if ray_address is not None:
+        from .ray_runner import connect
+
+        if parallel != 1:
+            raise PeftbenchError("--ray and --parallel: Ray decides how many runs go at once; give one of them")
+        if loaded.suite.runner.save_adapters:
+            raise PeftbenchError("--ray with runner.save_adapters: not supported yet (the adapters would stay on "
+                                 "the node that trained them)")
+        device = loaded.suite.training.device
+        ray = connect(ray_address, {"cuda": True, "cpu": False}.get(device), ray_cpus)
+        slots = plan_slots(loaded, 1)
+        notes = preflight(loaded, check_cuda=lambda: ray.gpu)  # the cluster's GPUs, not this machine's
+    else:
+        slots = plan_slots(loaded, parallel)
+        notes = preflight(loaded)
+    for note in notes:  # after every check that can stop the run: an error stays one line
         err.print(f"note: {note}", style="yellow", highlight=False)
     if len(slots) > 1:
         cpu = slots[0].name.startswith("cpu")
@@ -142,7 +163,7 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int)
                   + ("; concurrent CPU runs share cores' caches and memory bandwidth, so their timings are not "
                      "those of one run alone" if cpu else ""), style="yellow", highlight=False)
     with _progress() as progress:
-        store = run_suite(loaded, results_dir, resume, progress, slots)
+        store = run_suite(loaded, results_dir, resume, progress, slots, ray)
     records = store.records()
     export_csv(records, store.root / "results.csv")
     runs = summarize(records)

@@ -396,12 +396,13 @@ def open_store(loaded: LoadedSuite, results_base: Path, resume: Path | None) -> 
 
 
 def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume: Path | None = None,
-              progress: Progress | None = None, slots: list[Slot] | None = None) -> ResultStore:
+              progress: Progress | None = None, slots: list[Slot] | None = None, ray: Any = None) -> ResultStore:
     """Run every job of the suite (a method run, or with `seeds` a (run, seed)) that has no ok record yet (a
     resumed folder's failed, oom and timed-out jobs are run again, and so are jobs whose record is unreadable);
     return the store holding all records. With several `slots` (plan_slots: --parallel) that many workers run at
     once, each in its slot's environment; every job still gets its own worker, record, timeout and log, so the
-    records are those of a sequential run (timings aside: concurrent CPU workers share cores and memory bandwidth)."""
+    records are those of a sequential run (timings aside: concurrent CPU workers share cores and memory bandwidth).
+    With `ray` (ray_runner.connect: --ray) every job is a Ray task instead, wherever Ray places it."""
     progress = progress or Progress()
     slots = slots or [Slot("", {})]
     store = open_store(loaded, results_base, resume)
@@ -425,13 +426,22 @@ def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume:
 
     lock = threading.Lock()  # progress callbacks from several scheduling threads, one at a time
 
-    def run_job(i: int, plan: RunPlan, slot: Slot) -> None:
-        with lock:
-            progress.run_started(plan, i, len(jobs))
+    def job_spec(plan: RunPlan) -> WorkerSpec:
         adapter_dir = str(store.root / "adapters" / plan.key) if suite.runner.save_adapters else None
         job_suite = suite if plan.seed is None else suite.model_copy(
             update={"training": suite.training.model_copy(update={"seed": plan.seed})})
-        spec = WorkerSpec(suite=job_suite, run=plan, suite_dir=suite_dir, adapter_dir=adapter_dir)
+        return WorkerSpec(suite=job_suite, run=plan, suite_dir=suite_dir, adapter_dir=adapter_dir)
+
+    if ray is not None:
+        from .ray_runner import run_on_ray
+
+        run_on_ray(ray, todo, job_spec, store, suite.runner.timeout_s, suite.runner.stable_rss, progress, len(jobs))
+        return store
+
+    def run_job(i: int, plan: RunPlan, slot: Slot) -> None:
+        with lock:
+            progress.run_started(plan, i, len(jobs))
+        spec = job_spec(plan)
 
         def on_event(ev: dict) -> None:
             with lock:

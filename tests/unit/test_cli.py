@@ -350,3 +350,23 @@ def test_run_parallel_beyond_the_cores_is_one_line_before_anything_runs(tmp_path
     assert f"--parallel {cores + 1}: CPU runs get at least one core each" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "results").exists()
+
+
+def test_run_ray_without_ray_installed_is_one_line(tmp_path, tiny_causal, monkeypatch):
+    import sys
+
+    from ..conftest import write_suite
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray then raises ImportError
+    result = invoke("run", write_suite(tmp_path, tiny_causal), "--ray", "local", "--results-dir",
+                    tmp_path / "results")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == 'error: --ray needs the ray package: pip install "peftbench[ray]" (or pip ' \
+                                    'install ray)'
+
+
+def test_run_ray_and_parallel_together_is_one_line(tmp_path, tiny_causal):
+    from ..conftest import write_suite
+
+    result = invoke("run", write_suite(tmp_path, tiny_causal), "--ray", "local", "--parallel", "2")
+    assert result.exit_code == 2 and "--ray and --parallel" in result.output
