@@ -122,7 +122,7 @@ def list_methods() -> None:
               help="Run each job as a Ray task: 'local' starts Ray on this machine, 'auto' joins the cluster this "
                    "machine is in, or a cluster address. One GPU per run for a GPU suite.")
 @click.option("--ray-cpus", type=click.IntRange(min=1), default=1, show_default=True,
-              help="With --ray, the CPU cores (and threads) of each run of a CPU suite.")
+              help="With --ray, the CPU cores (and threads) each run holds (a GPU run's too).")
 def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int, ray_address: str | None,
         ray_cpus: int) -> None:
     """Run every method of SUITE_FILE, one worker process each, and print the results table.
@@ -154,7 +154,7 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int,
         notes = preflight(loaded, check_cuda=lambda: ray.gpu)  # the cluster's GPUs, not this machine's
     else:
         slots = plan_slots(loaded, parallel)
-        notes = preflight(loaded)
+        notes = preflight(loaded, at_once=len(slots))
     for note in notes:  # after every check that can stop the run: an error stays one line
         err.print(f"note: {note}", style="yellow", highlight=False)
     if len(slots) > 1:

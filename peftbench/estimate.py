@@ -188,7 +188,7 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     seq = w.seq_len + fp.extra_positions
     tokens = w.batch * seq
     total_params = arch.total_params + fp.added
-    # Weights: quantized block linears + the rest in the load dtype (peftbench undoes the fp32 up-cast of peft's
+    # Weights: quantized block linears + the rest in the load dtype (peftbench skips the fp32 up-cast of peft's
     # prepare_model_for_kbit_training: methods/lora.py quantized_lora).
     if fp.quantized and fp.int8:  # int8 codes + one fp32 scale per output row
         scales = arch.layers * sum(m.d_out for m in arch.block) * 4

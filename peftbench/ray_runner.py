@@ -46,8 +46,9 @@ def connect(address: str, gpu_suite: bool | None, cpus: int) -> RayTarget:
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                                   configure_logging=False)
     try:
-        if address == "local":  # a Ray instance on this machine; records are small, so a small object store
-            ray.init(object_store_memory=100 * 2**20, **kwargs)
+        if address == "local":  # a new Ray instance on this machine (not one RAY_ADDRESS or `ray start` names);
+            # records are small, so a small object store
+            ray.init(address="local", object_store_memory=100 * 2**20, **kwargs)
         else:
             ray.init(address=address, **kwargs)
     except Exception as err:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError: all mean "cannot join"
@@ -58,8 +59,10 @@ def connect(address: str, gpu_suite: bool | None, cpus: int) -> RayTarget:
     if gpu_suite and gpus < 1:
         raise PeftbenchError(f"--ray {address}: the suite runs on CUDA and the Ray cluster has no GPU")
     gpu = bool(gpu_suite) or (gpu_suite is None and gpus >= 1)
-    if not gpu and resources.get("CPU", 0) < cpus:
-        raise PeftbenchError(f"--ray-cpus {cpus}: the Ray cluster has {resources.get('CPU', 0):g} CPUs")
+    # a task that no single node can hold would wait for ever, silently: its CPUs must fit on one node
+    largest = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    if largest < cpus:
+        raise PeftbenchError(f"--ray-cpus {cpus}: the largest node of the Ray cluster has {largest:g} CPUs")
     return RayTarget(address, gpu, cpus, resources)
 
 
@@ -89,29 +92,28 @@ def run_on_ray(target: RayTarget, todo: list[tuple[int, Any]], make_spec: Callab
     from .results import RunRecord, atomic_write_json
 
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
-    if not target.gpu:
-        env.update(OMP_NUM_THREADS=str(target.cpus), MKL_NUM_THREADS=str(target.cpus))
-    task = ray.remote(num_gpus=1, num_cpus=1)(_run_remote) if target.gpu else \
-        ray.remote(num_cpus=target.cpus)(_run_remote)
+    # the threads of the cores the task holds (Ray would set OMP_NUM_THREADS to them too), GPU tasks included
+    env.update(OMP_NUM_THREADS=str(target.cpus), MKL_NUM_THREADS=str(target.cpus))
+    task = ray.remote(num_gpus=1 if target.gpu else 0, num_cpus=target.cpus)(_run_remote)
     task = task.options(max_retries=0)  # a failed run is a result, never silently run twice
     pending: dict[Any, Any] = {}
     for i, plan in todo:
         spec = make_spec(plan)
         spec.write(store.root / "specs" / f"{plan.key}.json")  # provenance, as a local run keeps it
         progress.run_started(plan, i, n_jobs)
-        pending[task.remote(plan, spec, timeout_s, stable_rss, env)] = plan
+        pending[task.remote(plan, spec, timeout_s, stable_rss, env)] = (plan, spec.suite.training.seed)
     placed: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            plan = pending.pop(done[0])
+            plan, seed = pending.pop(done[0])
             try:
                 data, log, node, gpus = ray.get(done[0])
                 record = RunRecord.from_dict(data)
             except Exception as err:  # noqa: BLE001 - a lost node or a task error: that run's record says so
-                record = RunRecord(run=plan.name, method=plan.method, settings=plan.settings, status="failed",
-                                   error=f"Ray task failed: {' '.join(str(err).split())[:300]}")
+                record = RunRecord(run=plan.name, method=plan.method, settings=plan.settings, seed=seed,
+                                   status="failed", error=f"Ray task failed: {' '.join(str(err).split())[:300]}")
                 log, node, gpus = "", None, None
             with lock:
                 store.write(record, plan.key)

@@ -68,7 +68,7 @@ def cuda_reasons(loaded: LoadedSuite) -> list[str]:
     return reasons
 
 
-def preflight(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None) -> list[str]:
+def preflight(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None, at_once: int = 1) -> list[str]:
     """Stop with one clear line before anything expensive if the suite cannot run here; else the notes the user
     should read before it runs (check_suite)."""
     suite = loaded.suite
@@ -87,10 +87,10 @@ def preflight(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None)
                 raise PeftbenchError(f"{loaded.path}: training.precision {t.precision} needs a GPU with bf16 "
                                      f"(compute capability 8.0 or newer); {name or 'this GPU'} has none: use "
                                      "fp16-mixed")
-    return check_suite(loaded, hub_data=True)
+    return check_suite(loaded, hub_data=True, at_once=at_once)
 
 
-def check_suite(loaded: LoadedSuite, hub_data: bool) -> list[str]:
+def check_suite(loaded: LoadedSuite, hub_data: bool, at_once: int = 1) -> list[str]:
     """Everything that can be known without loading weights, as one line on the first problem: the model can be
     had, the data source exists and its rows are sound (classification: the classes, resolved into the suite),
     every run's target modules select layers of the model, and on a CPU every run's predicted tensors fit in the
@@ -107,15 +107,16 @@ def check_suite(loaded: LoadedSuite, hub_data: bool) -> list[str]:
         rows = load_rows(suite.dataset, suite.model.task, suite_dir, suite.model.num_labels, suite.model.label_names)
         suite.model.num_labels, suite.model.label_names = rows.num_labels, rows.label_names
         notes += rows.notes
-    notes += check_runs(loaded, suite_dir)
+    notes += check_runs(loaded, suite_dir, at_once)
     return notes
 
 
-def check_runs(loaded: LoadedSuite, suite_dir: Path) -> list[str]:
+def check_runs(loaded: LoadedSuite, suite_dir: Path, at_once: int = 1) -> list[str]:
     """Each run on the model's architecture, from the memory model: target modules that select nothing are an
     error naming the run; on a CPU, a run whose predicted tensors alone exceed the memory available now (psutil's
     `available`: free plus reclaimable cache) stops the suite; rank warnings come back as notes. A model whose
-    architecture the memory model does not know (or whose config cannot be read without loading it) is noted."""
+    architecture the memory model does not know (or whose config cannot be read without loading it) is noted.
+    With `at_once` runs at a time (--parallel on a CPU), the `at_once` largest predicted peaks together must fit."""
     from . import catalog
     from .arch import NoMatchingTargets, arch_from_config
     from .estimate import GIB, estimate_run
@@ -133,6 +134,7 @@ def check_runs(loaded: LoadedSuite, suite_dir: Path) -> list[str]:
 
         available = psutil.virtual_memory().available
     notes = []
+    peaks: list[tuple[float, str]] = []
     for plan in loaded.runs:
         method = registry.get(plan.method)
         try:
@@ -149,6 +151,13 @@ def check_runs(loaded: LoadedSuite, suite_dir: Path) -> list[str]:
                 raise PeftbenchError(f"{loaded.path}: run {plan.name} is predicted to hold "
                                      f"{est.peak_bytes / GIB:,.1f} GiB of tensors at its peak (peftbench plan), more "
                                      f"than the {available / GIB:,.1f} GiB of memory available on this machine")
+            peaks.append((est.peak_bytes, plan.name))
+    together = sorted(peaks, reverse=True)[:at_once]
+    if available is not None and at_once > 1 and sum(b for b, _ in together) > available:
+        names = ", ".join(name for _, name in together)
+        raise PeftbenchError(f"{loaded.path}: --parallel {at_once}: {names} together are predicted to hold "
+                             f"{sum(b for b, _ in together) / GIB:,.1f} GiB of tensors at their peaks, more than the "
+                             f"{available / GIB:,.1f} GiB of memory available; run fewer at a time")
     return notes
 
 
@@ -254,9 +263,15 @@ class Progress:
 # it), and a killed parent takes every thread, so a worker never outlives a dead parent.
 _LIVE: set[int] = set()
 _LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()  # set by an interrupt: no new worker starts, and a killed one writes no record
+
+
+class Interrupted(Exception):
+    """A worker killed because the suite was interrupted: no record, `--resume` runs it again."""
 
 
 def kill_live_workers() -> None:
+    _STOPPING.set()
     with _LIVE_LOCK:
         pids = list(_LIVE)
     for pid in pids:
@@ -302,6 +317,8 @@ def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: f
     result_path = store.record_path(plan.key)
     log_path = store.logs_dir / f"{plan.key}.log"
     with open(log_path, "w") as log:
+        if _STOPPING.is_set():
+            raise Interrupted(plan.key)
         proc = subprocess.Popen(
             [sys.executable, "-m", "peftbench.worker", str(spec_path), str(result_path)],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env,
@@ -339,6 +356,8 @@ def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: f
         code = proc.wait()
         with _LIVE_LOCK:
             _LIVE.discard(proc.pid)
+    if _STOPPING.is_set() and not store.has(plan.key):
+        raise Interrupted(plan.key)  # killed by the interrupt, not by itself: not a failure to record
     seed = spec.suite.training.seed
     if timed_out:
         record = RunRecord(run=plan.name, method=plan.method, settings=plan.settings, seed=seed, status="timeout",
@@ -405,6 +424,7 @@ def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume:
     With `ray` (ray_runner.connect: --ray) every job is a Ray task instead, wherever Ray places it."""
     progress = progress or Progress()
     slots = slots or [Slot("", {})]
+    _STOPPING.clear()
     store = open_store(loaded, results_base, resume)
     if len(slots) > 1:
         manifest = store.manifest()
@@ -468,6 +488,8 @@ def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume:
                 return
             try:
                 run_job(i, plan, slot)
+            except Interrupted:
+                return
             except BaseException as err:  # noqa: BLE001 - the main thread re-raises it after the others stop
                 errors.append(err)
 

@@ -23,8 +23,13 @@ PLAIN = "torch AdamW"
 
 
 def optimizer_name(params: list) -> str:
-    """Which AdamW a run with these trainable parameters gets (see make_optimizer)."""
-    return KAHAN if any(p.dtype in (torch.bfloat16, torch.float16) for p in params) else PLAIN
+    """Which AdamW a run with these trainable parameters gets (see make_optimizer): Kahan summation when most
+    trainable elements are 16-bit (the method trains the base's own weights), as the memory model assumes
+    (estimate.py: the trainable parameters' dtype); a small 16-bit copy beside fp32 adapters (a classifier head in a
+    bf16 run) keeps torch's AdamW, as before."""
+    total = sum(p.numel() for p in params)
+    low = sum(p.numel() for p in params if p.dtype in (torch.bfloat16, torch.float16))
+    return KAHAN if total and 2 * low > total else PLAIN
 
 
 def make_optimizer(params: list, lr: float, weight_decay: float):
@@ -38,15 +43,16 @@ def make_optimizer(params: list, lr: float, weight_decay: float):
     Llama, 10 steps at lr 1e-5): 15% of the weights changed with torch's AdamW, 72% with Kahan summation, and the
     update's cosine similarity with the fp32 run's went from 0.37 to 0.90 (tests/integration/test_training.py).
     For fp32 parameters optimi's AdamW is the same AdamW; torch's is kept there so earlier results stay comparable.
-    On CUDA optimi runs a fused Triton kernel when Triton is installed (no step temporaries), else a for-loop
-    (one temporary of the largest tensor), never foreach (which would hold a temporary as large as all states).
+    optimi picks its fused Triton kernel on CUDA when Triton is installed (torch's Linux CUDA wheels bring it: no
+    step temporaries), else its per-tensor loop (one temporary of the largest tensor); with `foreach` left unset it
+    never takes the foreach path (a temporary as large as all states). Passing foreach=False would also turn the
+    Triton kernel off (optimi picks Triton only when both are unset).
     """
     if optimizer_name(params) == PLAIN:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     import optimi
 
-    return optimi.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), eps=1e-8, kahan_sum=True,
-                        foreach=False)
+    return optimi.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), eps=1e-8, kahan_sum=True)
 
 
 def train(model: Any, ctx: RunContext, t: TrainingConfig, train_enc: dict, lr: float, steps: int, mem: PeakMemory,

@@ -66,30 +66,24 @@ def rank_notes(r: int, wrapped) -> tuple[str, ...]:
 
 
 def quantized_lora(model, settings: LoraSettings, ctx):
-    """LoRA on a bitsandbytes-quantized base: peft's k-bit preparation (base frozen, input gradients on,
-    checkpointing as the run asks), then the adapters, so that the run differs from 16-bit LoRA by its 4-bit (or
-    8-bit) base weights alone.
+    """LoRA on a bitsandbytes-quantized base, so that the run differs from 16-bit LoRA by its 4-bit (or 8-bit) base
+    weights alone.
 
-    - peft enables checkpointing again itself, with empty kwargs unless given some: the same non-reentrant
-      checkpointing as every other method (models.CHECKPOINT_KWARGS), or QLoRA would silently run torch's
-      reentrant kind.
-    - peft's preparation also casts every non-quantized 16-bit parameter (embeddings, norms, lm_head) to fp32, a
-      guard for fp16 training. In a `precision: bf16` run that made the residual stream, attention and the lm_head
-      matmul compute in fp32 (bitsandbytes' Linear4bit returns its input's dtype) while LoRA ran in bf16: QLoRA
-      measured slower and bigger than the bf16 QLoRA people run (Unsloth; TRL with bf16), and than the memory model,
-      which assumes 2-byte activations. Those parameters go back to the load dtype, as they are in the LoRA run;
-      fp32 and mixed-precision runs load fp32 weights, so nothing changes there.
+    peft's `prepare_model_for_kbit_training` is not called. Of its steps, freezing the base is what get_peft_model
+    does anyway, input gradients are needed only by reentrant checkpointing (every method here checkpoints
+    non-reentrant, enabled with models.CHECKPOINT_KWARGS by models.load_prepared), and its re-enabling of
+    checkpointing used empty kwargs, which silently made QLoRA checkpoint reentrant. Its last step casts every
+    non-quantized 16-bit parameter (embeddings, norms, lm_head) to fp32, a guard for fp16 training: in a
+    `precision: bf16` run that made the residual stream, attention and the lm_head matmul compute in fp32
+    (bitsandbytes' Linear4bit returns its input's dtype) while LoRA ran in bf16, so QLoRA measured slower and bigger
+    than the bf16 QLoRA people run (Unsloth; TRL with bf16) and than the memory model, which assumes 2-byte
+    activations; casting back afterwards would still put the fp32 copies in the measured load peak. fp32 and
+    mixed-precision runs load fp32 weights, so for them nothing changes.
     """
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model
 
-    from ..models import CHECKPOINT_KWARGS
-
-    loaded = {name: p.dtype for name, p in model.named_parameters()}
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=ctx.gradient_checkpointing,
-                                            gradient_checkpointing_kwargs=dict(CHECKPOINT_KWARGS))
-    for name, p in model.named_parameters():
-        if p.dtype != loaded[name]:  # undo the fp32 up-cast: the weights stay frozen, so no precision is lost
-            p.data = p.data.to(loaded[name])
+    for p in model.parameters():
+        p.requires_grad = False
     return get_peft_model(model, lora_config(settings, ctx))
 
 

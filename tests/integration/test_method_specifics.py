@@ -259,9 +259,9 @@ def _activation_dtypes(model) -> dict[str, torch.dtype]:
 
 def test_a_bf16_qlora_run_computes_in_bf16_as_the_lora_run_does(tmp_path, monkeypatch):
     """peft's k-bit preparation casts embeddings, norms and lm_head to fp32, so a bf16 QLoRA run computed its
-    residual stream, attention and logits in fp32 while LoRA ran in bf16. Undone: every non-quantized base weight
-    is bf16 and every block output has the dtype it has in the bf16 LoRA run; only the adapters are fp32 (peft's
-    autocast_adapter_dtype), in both."""
+    residual stream, attention and logits in fp32 while LoRA ran in bf16. It is no longer called: every
+    non-quantized base weight is bf16 and every block output has the dtype it has in the bf16 LoRA run; only the
+    adapters are fp32 (peft's autocast_adapter_dtype), in both."""
     qlora, _ = _loaded_qlora(tmp_path, monkeypatch, checkpointing=False, dtype=torch.bfloat16)
     lora, _ = _loaded_qlora(tmp_path, monkeypatch, checkpointing=False, dtype=torch.bfloat16, method_name="lora")
     frozen = {p.dtype for p in qlora.parameters() if not p.requires_grad and p.is_floating_point()}

@@ -85,6 +85,9 @@ def test_the_optimizer_follows_the_trainable_dtype():
     bf16[0].grad = torch.ones(4, dtype=torch.bfloat16)
     opt.step()
     assert opt.state[bf16[0]]["kahan_comp"] is not None  # the compensation buffer exists
+    # a small 16-bit copy (a classifier head in a bf16 run) beside fp32 adapters: torch's AdamW, as the memory model
+    mixed = [torch.nn.Parameter(torch.zeros(100)), torch.nn.Parameter(torch.zeros(10, dtype=torch.bfloat16))]
+    assert training.optimizer_name(mixed) == training.PLAIN
 
 
 def test_building_the_tiny_llama_leaves_the_global_rng_alone(tmp_path, monkeypatch):

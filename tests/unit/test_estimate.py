@@ -91,7 +91,7 @@ def test_full_fine_tuning_on_the_toy_by_hand(toy):
 def test_qlora_weights_and_dequant_buffer_on_the_toy(toy):
     lora = estimate(toy, footprint(toy, "lora", ranks=[2]), Workload(seq_len=4))
     q = estimate(toy, footprint(toy, "qlora", ranks=[2]), Workload(seq_len=4))
-    # NF4 double-quantized block linears + every other parameter in the load dtype: bf16 here (peftbench undoes
+    # NF4 double-quantized block linears + every other parameter in the load dtype: bf16 here (peftbench skips
     # prepare_model_for_kbit_training's fp32 up-cast), fp32 in an fp32 or mixed-precision run
     assert q.breakdown["weights"] == pytest.approx(TOY_BLOCK_LINEAR * NF4_DQ_BYTES + TOY_REST * 2)
     q32 = estimate(toy, footprint(toy, "qlora", ranks=[2]), Workload(seq_len=4, precision="fp32"))

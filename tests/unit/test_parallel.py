@@ -56,3 +56,39 @@ def test_more_gpu_runs_than_gpus_is_one_line(tmp_path, tiny_causal, monkeypatch)
 def test_parallel_below_one_is_refused(tmp_path, tiny_causal):
     with pytest.raises(PeftbenchError, match="at least 1"):
         plan_slots(_loaded(tmp_path, tiny_causal, "cpu"), 0)
+
+
+def test_after_an_interrupt_no_worker_starts_and_none_is_recorded(tmp_path, tiny_causal):
+    from peftbench import runner
+    from peftbench.protocol import WorkerSpec
+    from peftbench.results import ResultStore
+
+    loaded = _loaded(tmp_path, tiny_causal, "cpu")
+    plan = loaded.jobs()[0]
+    store = ResultStore(tmp_path / "results")
+    store.create({})
+    runner.kill_live_workers()  # what Ctrl-C does in a parallel suite
+    try:
+        with pytest.raises(runner.Interrupted):
+            runner.run_worker(plan, WorkerSpec(suite=loaded.suite, run=plan), store, 60, {}, lambda ev: None)
+    finally:
+        runner._STOPPING.clear()
+    assert not store.has(plan.key)
+
+
+def test_parallel_cpu_runs_must_fit_in_memory_together(tmp_path, tiny_causal, monkeypatch):
+    import psutil
+
+    from peftbench.estimate import estimate_run
+    from peftbench.runner import check_runs
+
+    tiny_causal["methods"] = [{"method": "lora", "ranks": [4]}, {"method": "ia3"}]
+    loaded = _loaded(tmp_path, tiny_causal, "cpu")
+    suite = loaded.resolved()
+    peaks = [estimate_run(suite, p.method, p.settings, device="cpu").peak_bytes for p in loaded.runs]
+    room = type("Memory", (), {"available": max(peaks) * 1.2})()  # one run fits, two together do not
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: room)
+    check_runs(loaded, tmp_path)  # one at a time: fine
+    with pytest.raises(PeftbenchError, match="--parallel 2: lora-r4, ia3 together are predicted|--parallel 2: ia3, "
+                                             "lora-r4 together are predicted"):
+        check_runs(loaded, tmp_path, at_once=2)
