@@ -221,7 +221,7 @@ def step_7b(method: str, fields: dict | None = None, device: str = "cuda") -> di
     loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
     opt.step()
-    out = {"optimizer": optimizer_name(params), "loss": float(loss), "predicted_gib": predicted,
+    out = {"optimizer": optimizer_name(params), "loss": float(loss.detach()), "predicted_gib": predicted,
            "trainable": sum(p.numel() for p in params)}
     if not cuda:
         return {"ok": math.isfinite(out["loss"]), **out}
