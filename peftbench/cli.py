@@ -139,21 +139,20 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int,
     loaded = load_suite(suite_file)
     if resume is None:
         _check_writable_dir(results_dir, "--results-dir")
+    if ray_address is not None and parallel != 1:
+        raise PeftbenchError("--ray and --parallel: Ray decides how many runs go at once; give one of them")
+    slots = plan_slots(loaded, parallel)
     ray = None
     if ray_address is not None:
         from .ray_runner import connect
 
-        if parallel != 1:
-            raise PeftbenchError("--ray and --parallel: Ray decides how many runs go at once; give one of them")
         if loaded.suite.runner.save_adapters:
             raise PeftbenchError("--ray with runner.save_adapters: not supported yet (the adapters would stay on "
                                  "the node that trained them)")
         device = loaded.suite.training.device
         ray = connect(ray_address, {"cuda": True, "cpu": False}.get(device), ray_cpus)
-        slots = plan_slots(loaded, 1)
         notes = preflight(loaded, check_cuda=lambda: ray.gpu)  # the cluster's GPUs, not this machine's
     else:
-        slots = plan_slots(loaded, parallel)
         notes = preflight(loaded, at_once=len(slots))
     for note in notes:  # after every check that can stop the run: an error stays one line
         err.print(f"note: {note}", style="yellow", highlight=False)

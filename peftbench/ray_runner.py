@@ -15,10 +15,8 @@ scheduler; it imports ray only when `--ray` is given.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from .errors import PeftbenchError
@@ -32,7 +30,6 @@ class RayTarget:
     address: str  # "local", "auto", or a cluster address
     gpu: bool  # one GPU per task, else `cpus` cores
     cpus: int
-    resources: dict[str, float]
 
 
 def connect(address: str, gpu_suite: bool | None, cpus: int) -> RayTarget:
@@ -63,7 +60,7 @@ def connect(address: str, gpu_suite: bool | None, cpus: int) -> RayTarget:
     largest = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
     if largest < cpus:
         raise PeftbenchError(f"--ray-cpus {cpus}: the largest node of the Ray cluster has {largest:g} CPUs")
-    return RayTarget(address, gpu, cpus, resources)
+    return RayTarget(address, gpu, cpus)
 
 
 def _run_remote(plan: Any, spec: Any, timeout_s: float, stable_rss: bool, env: dict[str, str]) -> tuple:
@@ -89,7 +86,7 @@ def run_on_ray(target: RayTarget, todo: list[tuple[int, Any]], make_spec: Callab
     """Submit every job, then take the results as they finish; each becomes a record and a log in `store`."""
     import ray
 
-    from .results import RunRecord, atomic_write_json
+    from .results import RunRecord
 
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
     # the threads of the cores the task holds (Ray would set OMP_NUM_THREADS to them too), GPU tasks included
@@ -102,8 +99,6 @@ def run_on_ray(target: RayTarget, todo: list[tuple[int, Any]], make_spec: Callab
         spec.write(store.root / "specs" / f"{plan.key}.json")  # provenance, as a local run keeps it
         progress.run_started(plan, i, n_jobs)
         pending[task.remote(plan, spec, timeout_s, stable_rss, env)] = (plan, spec.suite.training.seed)
-    placed: dict[str, dict[str, Any]] = {}
-    lock = threading.Lock()
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -115,13 +110,12 @@ def run_on_ray(target: RayTarget, todo: list[tuple[int, Any]], make_spec: Callab
                 record = RunRecord(run=plan.name, method=plan.method, settings=plan.settings, seed=seed,
                                    status="failed", error=f"Ray task failed: {' '.join(str(err).split())[:300]}")
                 log, node, gpus = "", None, None
-            with lock:
-                store.write(record, plan.key)
-                (store.logs_dir / f"{plan.key}.log").write_text(log)
-                placed[plan.key] = {"node": node, "CUDA_VISIBLE_DEVICES": gpus}
-                manifest = store.manifest()
-                manifest.setdefault("ray", {"address": target.address, "runs": {}})["runs"].update(placed)
-                atomic_write_json(Path(store.manifest_path), manifest)
+            store.write(record, plan.key)
+            (store.logs_dir / f"{plan.key}.log").write_text(log)
+            manifest = store.manifest()
+            runs = manifest.setdefault("ray", {"address": target.address, "runs": {}})["runs"]
+            runs[plan.key] = {"node": node, "CUDA_VISIBLE_DEVICES": gpus}
+            store.create(manifest)  # atomic, as every manifest write
             progress.run_finished(plan, record)
     except BaseException:
         for ref in pending:
