@@ -179,6 +179,8 @@ def tiny_llama_path(overrides: dict[str, Any]) -> str:
             torch.manual_seed(0)
             LlamaForCausalLM(LlamaConfig(**fields)).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if not (tmp / "config.json").is_file():  # transformers saves a model on rank 0 only of a process group
+            raise RuntimeError("building the tiny Llama wrote no config.json (built on a rank other than 0?)")
         os.replace(tmp, target)  # atomic: a concurrent builder loses the race harmlessly
     except OSError:
         if not (target / "config.json").is_file():
