@@ -123,8 +123,19 @@ def list_methods() -> None:
                    "machine is in, or a cluster address. One GPU per run for a GPU suite.")
 @click.option("--ray-cpus", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --ray, the CPU cores (and threads) each run holds (a GPU run's too).")
+@click.option("--launcher", type=click.Choice(["accelerate"]), default=None,
+              help="Start each run's worker as --num-processes ranks through accelerate launch (one GPU each; on "
+                   "a CPU, gloo ranks sharing the cores). A method entry's own `launch` wins.")
+@click.option("--num-processes", type=click.IntRange(min=2), default=None, help="With --launcher: ranks per run.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="ddp", show_default=True,
+              help="With --launcher: ddp (a replica per rank) or fsdp (FSDP2: parameters, gradients and optimizer "
+                   "states sharded over the ranks).")
+@click.option("--config-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="With --launcher: an accelerate config file (MULTI_GPU, MULTI_CPU or FSDP version 2) that gives "
+                   "the processes and strategy, and its GPU ids and port to accelerate launch.")
 def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int, ray_address: str | None,
-        ray_cpus: int) -> None:
+        ray_cpus: int, launcher: str | None, num_processes: int | None, strategy: str,
+        config_file: str | None) -> None:
     """Run every method of SUITE_FILE, one worker process each, and print the results table.
 
     Exit code 0 when every run is ok, 1 when any run failed, ran out of memory or timed out (its record says why;
@@ -141,6 +152,10 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int,
         _check_writable_dir(results_dir, "--results-dir")
     if ray_address is not None and parallel != 1:
         raise PeftbenchError("--ray and --parallel: Ray decides how many runs go at once; give one of them")
+    loaded = with_launcher(loaded, launcher, num_processes, strategy, config_file)
+    if loaded.launched() and (parallel != 1 or ray_address is not None):
+        raise PeftbenchError(f"multi-process runs with {'--parallel' if parallel != 1 else '--ray'}: not supported "
+                             "yet; run them without it")
     slots = plan_slots(loaded, parallel)
     ray = None
     if ray_address is not None:
@@ -181,6 +196,28 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int,
         out.print(f"to run the {len(records) - ok} that are not ok again: peftbench run {suite_file} --resume "
                   f"{store.root}", highlight=False)
         sys.exit(1)
+
+
+def with_launcher(loaded, launcher: str | None, processes: int | None, strategy: str, config_file: str | None):
+    """The suite with `run --launcher accelerate --num-processes N --strategy S` (or `--config-file F`) applied to
+    the runs without a `launch` of their own."""
+    from .launch import NOT_EXECUTABLE, Launch, from_config_file
+
+    if strategy in NOT_EXECUTABLE:
+        raise PeftbenchError(f"--strategy {strategy}: {NOT_EXECUTABLE[strategy]}")
+    given = [name for name, v in (("--num-processes", processes), ("--strategy", strategy != "ddp" or None),
+                                  ("--config-file", config_file)) if v is not None]
+    if launcher is None:
+        if given:
+            raise PeftbenchError(f"{given[0]} needs --launcher accelerate")
+        return loaded
+    if config_file is not None:
+        if len(given) > 1:
+            raise PeftbenchError(f"--config-file and {given[0]}: the config file gives the processes and strategy")
+        return loaded.with_launch(from_config_file(config_file))
+    if processes is None:
+        raise PeftbenchError("--launcher accelerate needs --num-processes N (2 or more), or --config-file")
+    return loaded.with_launch(Launch(processes=processes, strategy=strategy))
 
 
 def _check_writable_dir(path: Path, option: str) -> None:
@@ -402,9 +439,15 @@ def _budget_note(gpu_gb: float | None) -> str:
 @click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--gpu-gb", type=Finite(min=0, min_open=True), default=None,
               help="GPU memory in GiB (a '24 GB' card holds 24 GiB): say for each run whether it fits.")
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
+              help="GPUs per run, for the runs without a `launch` of their own (per-GPU figures).")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="ddp", show_default=True,
+              help="How those runs spread over --gpus (zero2 and zero3: the memory model only; run executes ddp "
+                   "and fsdp).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def plan(suite_file: Path, gpu_gb: float | None, as_json: bool) -> None:
-    """Every run of SUITE_FILE: exact parameter counts (meta device, no download) and predicted peak memory."""
+def plan(suite_file: Path, gpu_gb: float | None, gpus: int, strategy: str, as_json: bool) -> None:
+    """Every run of SUITE_FILE: exact parameter counts (meta device, no download) and predicted peak memory (per
+    GPU for a run over several)."""
     import json
 
     from .exact import skip_bitsandbytes
@@ -412,15 +455,18 @@ def plan(suite_file: Path, gpu_gb: float | None, as_json: bool) -> None:
     from .report import plan_table
     from .suite import load_suite
 
+    if gpus == 1 and strategy != "ddp":
+        raise PeftbenchError(f"--strategy {strategy} needs --gpus 2 or more")
     loaded = load_suite(suite_file)
     skip_bitsandbytes()  # this process only counts parameters
-    rows = plan_suite(loaded, gpu_gb)
+    rows = plan_suite(loaded, gpu_gb, spread=(gpus, strategy))
     if as_json:
         click.echo(json.dumps({"suite": loaded.suite.name, "gpu_gb": gpu_gb, "runs": [r.to_json() for r in rows]}))
         return
     t = loaded.suite.training
     title = (f"{loaded.suite.name}: {loaded.suite.model.name}, batch {t.batch_size} x {t.max_length} {t.precision}"
-             f"{' grad-ckpt' if t.gradient_checkpointing else ''}{_budget_note(gpu_gb)}")
+             f"{' grad-ckpt' if t.gradient_checkpointing else ''}{f', {gpus} GPUs {strategy}' if gpus > 1 else ''}"
+             f"{_budget_note(gpu_gb)}")
     out.print(plan_table(rows, gpu_gb, title))
     out.print("trainable/total: peft's counters on the model built on the meta device. peak: the analytic memory "
               "model (PyTorch allocator); + CUDA ctx adds the CUDA context, outside the allocator.", style="dim")

@@ -29,6 +29,7 @@ class RunContext:
     gradient_checkpointing: bool
     tokenizer_path: str
     total_steps: int = 1  # optimizer steps the run will take (AdaLoRA's rank schedule needs it)
+    sharded: bool = False  # the model is sharded over processes (FSDP2: distributed.py)
 
     @property
     def peft_task_type(self) -> str:
@@ -40,6 +41,14 @@ class RunContext:
         if self.precision.endswith("-mixed"):
             return torch.autocast(self.device.type, dtype=self.compute_dtype)
         return contextlib.nullcontext()
+
+    def inference(self):
+        """What evaluation runs under: torch.inference_mode, or no_grad for a sharded model (FSDP2 gathers
+        parameters into buffers it reuses; gathered under inference mode they become inference tensors, and the
+        next training step's in-place gather into them fails)."""
+        import torch
+
+        return torch.no_grad() if self.sharded else torch.inference_mode()
 
     def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}

@@ -263,12 +263,12 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
                  "optimizer_step_temp": step_tmp, "activations": activations, "recompute": recompute,
                  "logits_loss": logits,
                  "transient": transient}
-    if w.gpus > 1 and fp.full and w.strategy != "ddp":
+    if w.gpus > 1 and w.strategy != "ddp":
         shard = w.gpus
         breakdown["gradients"] = grads / shard
         breakdown["optimizer_states"] = opt_states / shard
         breakdown["optimizer_step_temp"] = step_tmp / shard
-        if w.strategy in ("zero3", "fsdp"):
+        if w.strategy in ("zero3", "fsdp"):  # the frozen base of a PEFT method is sharded too
             per_block = weights / arch.layers if arch.layers else 0
             breakdown["weights"] = weights / shard + 2 * per_block  # own shard + gathered block and its prefetch
         notes.append(f"{w.strategy} over {w.gpus} GPUs: per-GPU figure")
@@ -299,9 +299,11 @@ def workload_for_suite(suite: dict[str, Any], device: str | None = None) -> Work
 
 
 def estimate_run(suite: dict[str, Any], method: str, settings: dict[str, Any], config: dict[str, Any] | None = None,
-                 device: str | None = None) -> Estimate:
+                 device: str | None = None, spread: tuple[int, str] = (1, "ddp")) -> Estimate:
     """The estimate for one run of a resolved suite (as dumped to JSON). `config` defaults to resolving
-    suite.model; `device` (cuda/cpu) defaults to the suite's training.device, auto counting as cuda."""
+    suite.model; `device` (cuda/cpu) defaults to the suite's training.device, auto counting as cuda. A run whose
+    settings have a `launch` over several processes gets the per-process figure of its strategy; `spread`
+    ((processes, strategy): plan --gpus --strategy) stands in for the runs without one."""
     from . import catalog
     from . import methods as registry
 
@@ -315,4 +317,7 @@ def estimate_run(suite: dict[str, Any], method: str, settings: dict[str, Any], c
     validated = m.Settings.model_validate(settings)
     w = workload_for_suite(suite, device)
     w = replace(w, grad_ckpt=m.gradient_checkpointing(validated, w.grad_ckpt))
+    gpus, strategy = (validated.launch.processes, validated.launch.strategy) if validated.launch else spread
+    if gpus > 1:  # the per-process figure
+        w = replace(w, gpus=gpus, strategy=strategy)
     return estimate(arch, m.footprint(arch, validated), w)

@@ -54,9 +54,11 @@ class PlanRow:
         return asdict(self)
 
 
-def plan_suite(loaded, gpu_gb: float | None, exact: bool = True) -> list[PlanRow]:
+def plan_suite(loaded, gpu_gb: float | None, exact: bool = True, spread: tuple[int, str] = (1, "ddp")
+               ) -> list[PlanRow]:
     """Every run of the suite: exact (meta-device) counts, predicted peak and whether it fits in `gpu_gb` GiB (with
-    recommend's margin for allocator slack and the estimate's error)."""
+    recommend's margin for allocator slack and the estimate's error). A run with its own `launch` is planned per
+    process; `spread` (GPUs, strategy: plan --gpus --strategy) applies to the others."""
     from .recommend import Budget
 
     suite = loaded.resolved()
@@ -67,7 +69,7 @@ def plan_suite(loaded, gpu_gb: float | None, exact: bool = True) -> list[PlanRow
     rows = []
     for run in loaded.runs:
         try:
-            est = estimate_run(suite, run.method, run.settings, config=spec.config, device=device)
+            est = estimate_run(suite, run.method, run.settings, config=spec.config, device=device, spread=spread)
         except PeftbenchError as err:
             raise PeftbenchError(f"run {run.name}: {err}") from None
         trainable, total, how = est.trainable_params, est.total_params, "analytic"

@@ -120,7 +120,8 @@ class Option:
 
     def config(self) -> dict[str, Any]:
         w = self.workload
-        cfg = {k: v for k, v in self.cand.settings.items() if k not in ("method", "enabled", "learning_rate")}
+        cfg = {k: v for k, v in self.cand.settings.items()
+               if k not in ("method", "enabled", "learning_rate", "launch")}
         if "ranks" in cfg:
             cfg["rank"] = cfg.pop("ranks")[0]
             cfg["alpha"] = cfg.get("alpha") or 2 * cfg["rank"]
@@ -130,6 +131,15 @@ class Option:
         if w.gpus > 1:
             cfg.update(gpus=w.gpus, strategy=w.strategy)
         return cfg
+
+    def launch_hint(self) -> str | None:
+        """How `peftbench run` executes a multi-GPU answer (its strategies are launch.STRATEGIES: ddp, fsdp)."""
+        w = self.workload
+        if w.gpus <= 1:
+            return None
+        return (f"run it across {w.gpus} GPUs: `launch: {{processes: {w.gpus}, strategy: {w.strategy}}}` in the "
+                f"suite's method entry, or peftbench run SUITE --launcher accelerate --num-processes {w.gpus} "
+                f"--strategy {w.strategy}")
 
 
 # ---- rules ----------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from rich.text import Text
 from .metrics import FIGURES, METRICS, PRIMARY, Figure, Metric
 from .results import RunRecord
 from .stats import FDR, LEVEL, Interval
-from .summary import RunSummary, primary_figure, summarize
+from .summary import RunSummary, primary_figure, scaling, summarize
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "oom": "magenta", "timeout": "yellow", "skipped": "dim"}
 
@@ -223,6 +223,8 @@ def print_records(records: list[RunRecord], console: Console | None = None, titl
         if kinds:
             console.print(f"peak tensor memory: {'; '.join(kinds)}. peak RSS: whole worker process. train tok/s: "
                           "non-padding tokens of batches padded to max_length.", style="dim")
+    for line in launched_lines(runs):
+        console.print(line, highlight=False)
     sure = how_sure(runs)
     if sure:
         console.print(sure, style="dim", highlight=False, markup=False)
@@ -230,6 +232,27 @@ def print_records(records: list[RunRecord], console: Console | None = None, titl
         console.print(f"note: {lock_note}", style="yellow", highlight=False)
     if unreadable:
         console.print(f"note: {unreadable}", style="yellow", highlight=False)
+
+
+def launched_lines(runs: list[RunSummary]) -> list[str]:
+    """A line per multi-process run: its ranks, each rank's peak, throughput in all and per process, and its
+    scaling against the one-process run of the same settings (summary.scaling)."""
+    out = []
+    for s in runs:
+        r = s.first
+        if r.world_size <= 1 or not s.ok:
+            continue
+        line = f"{s.run}: {r.world_size} processes ({r.strategy})"
+        if r.peak_mem_mib_ranks:
+            line += f", peak tensor MiB per rank {' / '.join(f'{v:,.1f}' for v in r.peak_mem_mib_ranks)}"
+        tps = s.mean("train_tokens_per_s")  # over the seeds
+        if tps is not None:
+            line += f", {tps:,.0f} tok/s over all ranks ({tps / r.world_size:,.0f} per process)"
+        sc = scaling(s, runs)
+        if sc is not None:
+            line += f", {sc.speedup:.2f}x {sc.vs} (scaling efficiency {sc.efficiency:.2f})"
+        out.append(line + ("; ranks in sync" if r.ranks_in_sync else ""))
+    return out
 
 
 def print_estimate(est, title: str, console: Console) -> None:
@@ -282,6 +305,8 @@ def print_recommendation(rec, console: Console) -> None:
         console.print(f"[bold green]recommended: {c.cand.label}[/] (method {c.cand.method}), predicted peak "
                       f"{c.peak_gib:,.2f} GiB", highlight=False)
         console.print("config: " + ", ".join(f"{k}={v}" for k, v in c.config().items()), highlight=False)
+        if c.launch_hint():
+            console.print(c.launch_hint(), highlight=False, markup=False)
     console.print("[bold]why[/]")
     for line in rec.reasons():
         console.print(f"  - {line}", highlight=False)

@@ -47,10 +47,17 @@ class RunRecord:
     est_peak_mib: float | None = None  # the analytic memory model's prediction of peak_mem_mib (estimate.py)
     peak_reserved_mib: float | None = None
     peak_rss_mib: float | None = None
+    # a multi-process run (launch.py): each rank's peak_mem_mib (the record's is their maximum), its processes and
+    # strategy, and whether every rank ended with the same weights (distributed.py; a run whose ranks differ fails)
+    peak_mem_mib_ranks: list[float] | None = None
+    world_size: int = 1
+    strategy: str = ""  # ddp or fsdp; "" for one process
+    ranks_in_sync: bool | None = None
     # training
     train_steps: int | None = None
     train_s: float | None = None
-    train_tokens_per_s: float | None = None
+    train_tokens_per_s: float | None = None  # a multi-process run: all ranks' tokens over the slowest rank's time
+    train_tokens_per_s_per_process: float | None = None  # a multi-process run: train_tokens_per_s / world_size
     train_loss_first: float | None = None
     train_loss_last: float | None = None
     # inference
@@ -109,6 +116,8 @@ INT_COLUMNS = [f.name for f in fields(RunRecord) if f.type in ("int | None", "in
 def csv_row(r: RunRecord) -> dict[str, Any]:
     """A record as one CSV row (CSV_COLUMNS)."""
     row = {k: getattr(r, k) for k in _SCALARS}
+    if r.peak_mem_mib_ranks is not None:  # one cell: each rank's peak, rank 0 first
+        row["peak_mem_mib_ranks"] = ";".join(f"{v:.1f}" for v in r.peak_mem_mib_ranks)
     for m in METRICS:
         row[f"eval_{m}"], row[f"base_{m}"] = r.eval.get(m), r.base.get(m)
     return row

@@ -26,11 +26,13 @@ from . import methods as registry
 from .data import check_source, load_rows
 from .environment import provenance
 from .errors import PeftbenchError
+from .launch import command as launch_command
+from .launch import refusal
 from .methods.base import RunPlan
 from .models import check_available
 from .protocol import WorkerSpec, parse_progress
 from .results import ResultStore, RunRecord
-from .suite import LoadedSuite
+from .suite import LoadedSuite, launch_of
 
 # ---- checks before anything expensive ------------------------------------------------------------------------
 
@@ -87,7 +89,38 @@ def preflight(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None,
                 raise PeftbenchError(f"{loaded.path}: training.precision {t.precision} needs a GPU with bf16 "
                                      f"(compute capability 8.0 or newer); {name or 'this GPU'} has none: use "
                                      "fp16-mixed")
+    if loaded.launched():
+        check_launches(loaded, launches_on_cpu(loaded, check_cuda))
     return check_suite(loaded, hub_data=True, at_once=at_once)
+
+
+def launches_on_cpu(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None = None) -> bool:
+    """Whether the suite's multi-process runs run on the CPU (device cpu, or auto on a machine without GPUs)."""
+    device = loaded.suite.training.device
+    return device == "cpu" or (device == "auto" and not (check_cuda or cuda_available)())
+
+
+def check_launches(loaded: LoadedSuite, cpu: bool, ids: Callable[[], list[str]] | None = None,
+                   cores: Callable[[], int] | None = None) -> None:
+    """Every multi-process run can start here, as one line on the first that cannot: its method x strategy pair is
+    not refused (launch.refusal), and the machine has a GPU per process (a CPU: a core per process)."""
+    suite = loaded.suite
+    for plan in loaded.runs:
+        launch = launch_of(plan)
+        if launch.processes == 1:
+            continue
+        where = f"{loaded.path}: run {plan.name}"
+        why = refusal(plan.method, registry.get(plan.method).traits, launch)
+        if why:
+            raise PeftbenchError(f"{where}: {why}")
+        if suite.runner.save_adapters:
+            raise PeftbenchError(f"{where}: runner.save_adapters: a multi-process run does not save its adapter yet; "
+                                 "save it from a one-process run")
+        have = (cores or cpu_cores)() if cpu else len((ids or cuda_device_ids)())
+        if launch.processes > have:
+            unit = "core" if cpu else "GPU"
+            raise PeftbenchError(f"{where}: {launch.processes} processes, one {unit} each, and this machine has "
+                                 f"{have} {unit}s")
 
 
 def check_suite(loaded: LoadedSuite, hub_data: bool, at_once: int = 1) -> list[str]:
@@ -137,6 +170,7 @@ def check_runs(loaded: LoadedSuite, suite_dir: Path, at_once: int = 1) -> list[s
     peaks: list[tuple[float, str]] = []
     for plan in loaded.runs:
         method = registry.get(plan.method)
+        launch = launch_of(plan)
         try:
             footprint = method.footprint(arch, method.Settings.model_validate(plan.settings))
         except NoMatchingTargets as err:
@@ -147,11 +181,13 @@ def check_runs(loaded: LoadedSuite, suite_dir: Path, at_once: int = 1) -> list[s
         notes += [f"run {plan.name}: {note}" for note in footprint.notes]
         if available is not None:
             est = estimate_run(suite, plan.method, plan.settings, config=config, device="cpu")
-            if est.peak_bytes > available:
-                raise PeftbenchError(f"{loaded.path}: run {plan.name} is predicted to hold "
-                                     f"{est.peak_bytes / GIB:,.1f} GiB of tensors at its peak (peftbench plan), more "
+            need = est.peak_bytes * launch.processes  # the ranks of a multi-process CPU run share the machine
+            if need > available:
+                ranks = f" ({launch.processes} processes)" if launch.processes > 1 else ""
+                raise PeftbenchError(f"{loaded.path}: run {plan.name}{ranks} is predicted to hold "
+                                     f"{need / GIB:,.1f} GiB of tensors at its peak (peftbench plan), more "
                                      f"than the {available / GIB:,.1f} GiB of memory available on this machine")
-            peaks.append((est.peak_bytes, plan.name))
+            peaks.append((need, plan.name))
     together = sorted(peaks, reverse=True)[:at_once]
     if available is not None and at_once > 1 and sum(b for b, _ in together) > available:
         names = ", ".join(name for _, name in together)
@@ -309,19 +345,28 @@ def _last_error_line(log: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def worker_command(plan: RunPlan, spec_path: Path, result_path: Path, cpu: bool) -> tuple[list[str], dict[str, str]]:
+    """The worker's argv and extra environment: one process, or the run's ranks through `accelerate launch`."""
+    launch = launch_of(plan)
+    if launch.processes > 1:
+        return launch_command(launch, cpu, str(spec_path), str(result_path), cpu_cores())
+    return [sys.executable, "-m", "peftbench.worker", str(spec_path), str(result_path)], {}
+
+
 def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: float, env: dict[str, str],
-               on_event: Callable[[dict], None]) -> RunRecord:
-    """Start one worker, relay its progress, enforce the timeout, and return its record (always one)."""
+               on_event: Callable[[dict], None], cpu: bool = True) -> RunRecord:
+    """Start one worker (a multi-process run: its launcher, on the CPU when `cpu`), relay its progress, enforce
+    the timeout, and return its record (always one)."""
     spec_path = store.root / "specs" / f"{plan.key}.json"
     spec.write(spec_path)
     result_path = store.record_path(plan.key)
     log_path = store.logs_dir / f"{plan.key}.log"
+    argv, launch_env = worker_command(plan, spec_path, result_path, cpu)
     with open(log_path, "w") as log:
         if _STOPPING.is_set():
             raise Interrupted(plan.key)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "peftbench.worker", str(spec_path), str(result_path)],
-            stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+            argv, stdout=subprocess.PIPE, stderr=log, text=True, env={**env, **launch_env},
             start_new_session=True, preexec_fn=_die_with_parent,
         )
         with _LIVE_LOCK:
@@ -434,6 +479,7 @@ def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume:
     env = worker_env(suite.runner.stable_rss)
     suite_dir = str(Path(loaded.path).resolve().parent)
     jobs = loaded.jobs()
+    on_cpu = launches_on_cpu(loaded) if loaded.launched() else True  # where a multi-process run's ranks go
     todo: list[tuple[int, RunPlan]] = []
     for i, plan in enumerate(jobs, 1):
         earlier = store.read(plan.key) if store.has(plan.key) else None
@@ -467,7 +513,7 @@ def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume:
             with lock:
                 progress.event(plan, ev)
 
-        record = run_worker(plan, spec, store, suite.runner.timeout_s, {**env, **slot.env}, on_event)
+        record = run_worker(plan, spec, store, suite.runner.timeout_s, {**env, **slot.env}, on_event, on_cpu)
         with lock:
             progress.run_finished(plan, record)
 

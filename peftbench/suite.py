@@ -27,6 +27,7 @@ from pydantic import (
 
 from . import methods as registry
 from .errors import SuiteError, did_you_mean
+from .launch import Launch
 from .methods.base import RunPlan
 
 Precision = Literal["fp32", "bf16", "bf16-mixed", "fp16-mixed"]
@@ -186,11 +187,29 @@ class LoadedSuite(BaseModel):
     def resolved(self) -> dict[str, Any]:
         return self.suite.model_dump(mode="json")
 
+    def with_launch(self, launch: Launch) -> LoadedSuite:
+        """The suite with `launch` (run --launcher) for every run that has no `launch` of its own, named as such."""
+        if launch.processes == 1:
+            return self
+        runs = [r if r.settings.get("launch") else
+                RunPlan(r.name + launch.suffix, r.method, {**r.settings, "launch": launch.model_dump()}, r.seed)
+                for r in self.runs]
+        return self.model_copy(update={"runs": runs})
+
+    def launched(self) -> bool:
+        """Whether any run spreads over several processes."""
+        return any(launch_of(r).processes > 1 for r in self.runs)
+
     def jobs(self) -> list[RunPlan]:
         """What the runner starts, one worker each: every run, or with `seeds` every (run, seed), seeds innermost."""
         if self.suite.seeds is None:
             return list(self.runs)
         return [RunPlan(r.name, r.method, r.settings, seed) for r in self.runs for seed in self.suite.seeds]
+
+
+def launch_of(plan: RunPlan) -> Launch:
+    """How a run is spread over processes (one process unless its settings say otherwise)."""
+    return Launch.model_validate(plan.settings.get("launch") or {})
 
 
 def _loc(parts: tuple) -> str:
@@ -236,7 +255,8 @@ def _method_runs(entries: list[dict[str, Any]]) -> tuple[list[RunPlan], list[str
             problems.extend(_problems(err, ("methods", i)))
             continue
         if settings.enabled:
-            runs.extend(method.expand(settings))
+            suffix = settings.launch.suffix if settings.launch else ""
+            runs.extend(RunPlan(r.name + suffix, r.method, r.settings, r.seed) for r in method.expand(settings))
             if not method.traits.gradient_checkpointing and settings.gradient_checkpointing:
                 problems.append(f"methods[{i}] ({name}): does not work with gradient checkpointing")
     seen: set[str] = set()

@@ -190,7 +190,8 @@ def pareto(points: list[tuple[float, float]], higher_x: bool = False, higher_y: 
 # ---- the summary as a table: summary.csv, report --csv / --json / --parquet ------------------------------------
 
 SUMMARY_HEAD = ["run", "method", "status", "n_seeds", "seeds", "total_params", "trainable_pct", "device",
-                "precision", "optimizer"]
+                "precision", "optimizer", "world_size", "strategy"]
+SCALING = ["scaling_vs", "scaling_speedup", "scaling_efficiency"]
 VERSUS = ["vs_best", "vs_best_diff", "vs_best_lo", "vs_best_hi", "vs_best_level", "vs_best_p_adjusted",
           "vs_best_verdict"]
 
@@ -201,7 +202,38 @@ def summary_columns() -> list[str]:
     for key in FIGURES:
         cols += [key, f"{key}_lo", f"{key}_hi"]
     cols += [f"eval_{m}_rows_{end}" for m in METRICS for end in ("lo", "hi")]
-    return cols + VERSUS
+    return cols + SCALING + VERSUS
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """A multi-process run's throughput against the same run in one process (docs/distributed.md)."""
+
+    vs: str  # the one-process run
+    speedup: float  # train_tokens_per_s (all ranks) / the one-process run's
+    efficiency: float  # speedup / how many times the one-process run's hardware it had (GPUs: world_size; CPU: 1)
+
+
+def scaling(s: RunSummary, runs: list[RunSummary]) -> Scaling | None:
+    """The scaling of multi-process run `s` against the one-process run of the same method and settings in
+    `runs` (means over seeds), or None without one. On GPUs each rank has a GPU of its own and the one-process
+    run one GPU, so the efficiency is speedup / world_size; on a CPU both share the same cores (each rank has
+    cores / world_size threads, the one-process run all of them), so it is the speedup itself."""
+    first = s.first
+    if first.world_size <= 1 or s.mean("train_tokens_per_s") is None:
+        return None
+
+    def same(r: RunRecord) -> dict:
+        return {k: v for k, v in r.settings.items() if k != "launch"}
+
+    for o in runs:
+        if o.first.world_size == 1 and o.method == s.method and same(o.first) == same(first):
+            base = o.mean("train_tokens_per_s")
+            if base:
+                speedup = s.mean("train_tokens_per_s") / base
+                devices = first.world_size if first.device.startswith("cuda") else 1
+                return Scaling(o.run, speedup, speedup / devices)
+    return None
 
 
 def summary_rows(runs: list[RunSummary]) -> list[dict]:
@@ -215,7 +247,9 @@ def summary_rows(runs: list[RunSummary]) -> list[dict]:
         row = {"run": s.run, "method": s.method, "status": s.status, "n_seeds": len(s.ok),
                "seeds": " ".join(str(x) for x in s.seeds if x is not None), "total_params": r.total_params,
                "trainable_pct": r.trainable_pct, "device": r.device, "precision": r.precision,
-               "optimizer": r.optimizer}
+               "optimizer": r.optimizer, "world_size": r.world_size, "strategy": r.strategy}
+        sc = scaling(s, runs)
+        row.update(zip(SCALING, (sc.vs, sc.speedup, sc.efficiency) if sc else (None,) * 3, strict=True))
         for key in FIGURES:
             iv = s.figures.get(key)
             row[key], row[f"{key}_lo"], row[f"{key}_hi"] = (iv.mean, iv.lo, iv.hi) if iv else (None, None, None)
@@ -240,7 +274,7 @@ def summary_frame(runs: list[RunSummary]):
     import pandas as pd  # not at module level: the worker never needs pandas
 
     frame = pd.DataFrame(summary_rows(runs), columns=summary_columns())
-    return frame.astype({"n_seeds": "Int64", "total_params": "Int64"})
+    return frame.astype({"n_seeds": "Int64", "total_params": "Int64", "world_size": "Int64"})
 
 
 def export(records: list[RunRecord], runs: list[RunSummary], per_seed: bool, **paths) -> list[str]:

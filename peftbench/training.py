@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .context import RunContext
+from .distributed import Ranks, local_batch
 from .measure import PeakMemory, synchronize
 from .suite import TrainingConfig
 
@@ -56,10 +57,15 @@ def make_optimizer(params: list, lr: float, weight_decay: float):
 
 
 def train(model: Any, ctx: RunContext, t: TrainingConfig, train_enc: dict, lr: float, steps: int, mem: PeakMemory,
-          method: Any = None, on_step: Callable[[int, int, float], None] = lambda step, steps, loss: None):
-    """Train for `steps` optimizer steps. Returns (losses, timed_seconds, timed_tokens, timed_steps).
+          method: Any = None, ranks: Ranks | None = None,
+          on_step: Callable[[int, int, float], None] = lambda step, steps, loss: None):
+    """Train for `steps` optimizer steps. Returns (losses, timed_seconds, timed_tokens, timed_steps), this
+    process's own.
 
-    Timing excludes the first `warmup_timing_steps` steps and, on CPU, the steps inside the profiler window.
+    Timing excludes the first `warmup_timing_steps` steps and, on CPU, the steps inside the profiler window. In a
+    multi-process run (`ranks`; `model` wrapped by distributed.wrap) every step takes batch_size rows per process
+    from the same data order, each rank its own share, so each process sees batch_size rows per step as a
+    one-process run does.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, lr, t.weight_decay)
@@ -75,10 +81,11 @@ def train(model: Any, ctx: RunContext, t: TrainingConfig, train_enc: dict, lr: f
     losses: list[float] = []
     timed_tokens, t0 = 0, None
     model.train()
+    rows = t.batch_size * (ranks.world if ranks else 1)  # the global batch of a step
     for step in range(1, steps + 1):
-        if len(order) < t.batch_size:  # reshuffle once per pass over the data
+        while len(order) < rows:  # reshuffle once per pass over the data
             order += torch.randperm(n, generator=gen).tolist()
-        idx, order = order[: t.batch_size], order[t.batch_size:]
+        idx, order = local_batch(order[:rows], ranks), order[rows:]
         batch = ctx.to_device({k: v[idx] for k, v in train_enc.items()})
         window = mem.window("train") if step <= profiled else contextlib.nullcontext()
         with window:
@@ -97,7 +104,7 @@ def train(model: Any, ctx: RunContext, t: TrainingConfig, train_enc: dict, lr: f
             else:
                 optimizer.step()
             if method is not None:
-                method.after_optimizer_step(model, step)
+                method.after_optimizer_step(getattr(model, "module", model), step)  # DDP: the model it wraps
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())

@@ -16,38 +16,44 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import data as data_mod
+from . import distributed, models
 from . import methods as registry
-from . import models
 from .context import RunContext, device_name, make_context
 from .errors import PeftbenchError
 from .evaluation import evaluate, latency_batch, measure_merged, one_line, time_inference
 from .measure import MIB, PeakMemory, count_parameters, peak_rss_mib
 from .protocol import WorkerSpec, progress_line
 from .results import RunRecord, atomic_write_json
-from .suite import Suite
+from .suite import Suite, launch_of
 from .training import optimizer_name, train
 
 _run_name = ""
+_main_rank = True  # False on the other ranks of a multi-process run: only rank 0 reports and writes the record
 
 
 def emit(event: str, **fields: Any) -> None:
     """One progress line for the parent; it ignores lines without the protocol's prefix."""
-    print(progress_line(event, **fields), flush=True)
+    if _main_rank:
+        print(progress_line(event, **fields), flush=True)
     _maybe_die(fields.get("phase"))
 
 
+def _fault(what: str | None) -> bool:
+    """Fault injection for the reliability tests: PEFTBENCH_FAULT=<key>:<what>."""
+    return bool(what) and os.environ.get("PEFTBENCH_FAULT") == f"{_run_name}:{what}"
+
+
 def _maybe_die(phase: str | None) -> None:
-    """Fault injection for the reliability tests: PEFTBENCH_FAULT=<key>:<phase> makes this worker SIGKILL itself
-    when it enters that phase, as a segfault or the kernel's OOM killer would."""
-    fault = os.environ.get("PEFTBENCH_FAULT")
-    if fault and phase and fault == f"{_run_name}:{phase}":
+    """PEFTBENCH_FAULT=<key>:<phase> makes this worker SIGKILL itself when it enters that phase, as a segfault or
+    the kernel's OOM killer would."""
+    if _fault(phase):
         os.kill(os.getpid(), 9)
 
 
@@ -84,6 +90,14 @@ def planned_steps(suite: Suite, n_train: int) -> int:
     return t.steps if t.steps is not None else max(1, math.ceil(t.epochs * n_train / t.batch_size))
 
 
+def load_context(ctx: RunContext, ranks: distributed.Ranks | None) -> RunContext:
+    """Where the model loads: on the run's device, except under FSDP on GPUs, where every rank loads it into CPU
+    memory and `fully_shard` moves only its shard to the GPU (a whole 7B model per GPU first would defeat it)."""
+    if ranks is not None and ranks.strategy == "fsdp" and ctx.device.type == "cuda":
+        return replace(ctx, device=torch.device("cpu"))
+    return ctx
+
+
 def new_record(spec: WorkerSpec) -> RunRecord:
     return RunRecord(run=spec.run.name, method=spec.run.method, settings=spec.run.settings)
 
@@ -105,7 +119,11 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
     rows = data_mod.load_rows(suite.dataset, suite.model.task, suite_dir, suite.model.num_labels,
                               suite.model.label_names)
     suite.model.num_labels, suite.model.label_names = rows.num_labels, rows.label_names  # as the runner resolved them
-    path = models.model_path(suite.model, suite_dir)
+    path = models.model_path(suite.model, suite_dir)  # builds a built-in model: before joining the ranks, as
+    # transformers' save_pretrained writes nothing on a rank other than 0 once a process group exists
+    launch = launch_of(spec.run)
+    ranks = distributed.setup(launch.processes, launch.strategy, cpu=os.environ.get("ACCELERATE_USE_CPU") == "1")
+    record.world_size, record.strategy = launch.processes, launch.strategy if ranks else ""
     tokenizer = models.load_tokenizer(suite.model, path)
     ctx = make_context(suite, path)
     ctx.gradient_checkpointing = method.gradient_checkpointing(settings, suite.training.gradient_checkpointing)
@@ -128,10 +146,12 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
     mem.start()
     try:  # a failure inside the window must not leave the CPU profiler running (it crashes the process at exit)
         with mem.window("load"):
-            model = models.load_prepared(suite, method, settings, ctx, path, tokenizer)
-        record.trainable_params, record.total_params = count_parameters(model)
+            model = models.load_prepared(suite, method, settings, load_context(ctx, ranks), path, tokenizer)
+            record.trainable_params, record.total_params = count_parameters(model)  # before sharding
+            record.optimizer = optimizer_name([p for p in model.parameters() if p.requires_grad])
+            trained = distributed.wrap(model, ranks, synchronise=not _fault("nosync"))
+            ctx.sharded = ranks is not None and ranks.strategy == "fsdp"
         record.trainable_pct = 100.0 * record.trainable_params / record.total_params
-        record.optimizer = optimizer_name([p for p in model.parameters() if p.requires_grad])
 
         emit("phase", phase="base-eval")
         mem.exclude_begin()
@@ -140,24 +160,33 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
 
         emit("phase", phase="train", steps=steps)
         losses, timed_s, timed_tokens, timed_steps = train(
-            model, ctx, suite.training, train_enc, lr, steps, mem, method,
+            trained, ctx, suite.training, train_enc, lr, steps, mem, method, ranks,
             on_step=lambda step, total, loss: emit("step", step=step, steps=total, loss=loss))
         mem.stop()
     finally:
         mem.close()
-    record.peak_mem_mib = mem.peak_bytes / MIB if mem.peak_bytes is not None else None
-    record.peak_reserved_mib = mem.reserved_bytes / MIB if mem.reserved_bytes is not None else None
     record.train_steps = steps
+    if ranks is None:
+        record.peak_mem_mib = mem.peak_bytes / MIB if mem.peak_bytes is not None else None
+        record.peak_reserved_mib = mem.reserved_bytes / MIB if mem.reserved_bytes is not None else None
+        if timed_s is not None and timed_steps > 0:
+            record.train_s = timed_s
+            record.train_tokens_per_s = timed_tokens / timed_s
+    else:
+        losses = across_ranks(record, ranks, model, mem, losses, timed_s if timed_steps > 0 else None, timed_tokens)
     record.train_loss_first, record.train_loss_last = losses[0], losses[-1]
     if not all(math.isfinite(x) for x in losses):
         raise FloatingPointError(f"training loss became {losses[-1]} (not finite)")
-    if timed_s is not None and timed_steps > 0:
-        record.train_s = timed_s
-        record.train_tokens_per_s = timed_tokens / timed_s
 
     emit("phase", phase="eval")
-    final = evaluate(model, ctx, suite, eval_data, tokenizer)
+    final = evaluate(model, ctx, suite, eval_data, tokenizer)  # every rank (FSDP's forward needs them all)
     record.eval, record.eval_per_row = final.scores, final.per_row
+    if ranks is not None:
+        record.merge_note = MULTI_NOTE
+        record.peak_rss_mib = max(distributed.gather(peak_rss_mib(), ranks))
+        record.status = "ok"
+        record.wall_s = time.perf_counter() - started
+        return record
 
     emit("phase", phase="latency")
     batch = latency_batch(tokenizer, eval_rows, suite, ctx)
@@ -182,6 +211,35 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
     return record
 
 
+MULTI_NOTE = ("multi-process run: latency, adapter size and merging are measured by one-process runs (they do not "
+              "depend on how training was spread)")
+
+
+def across_ranks(record: RunRecord, ranks: distributed.Ranks, model: Any, mem: PeakMemory, losses: list[float],
+                 timed_s: float | None, timed_tokens: int) -> list[float]:
+    """Fill the record's figures of a multi-process run from every rank's (docs/distributed.md) and return the
+    per-step losses averaged over the ranks (each rank's loss is that of its share of the global batch). The
+    ranks' weight fingerprints must be equal: ranks that trained apart fail the run."""
+    mine = {"peak": mem.peak_bytes, "reserved": mem.reserved_bytes, "timed_s": timed_s, "tokens": timed_tokens,
+            "losses": losses, "fingerprint": distributed.fingerprint(model)}
+    every = distributed.gather(mine, ranks)
+    if all(r["peak"] is not None for r in every):
+        record.peak_mem_mib_ranks = [r["peak"] / MIB for r in every]
+        record.peak_mem_mib = max(record.peak_mem_mib_ranks)
+    if all(r["reserved"] is not None for r in every):
+        record.peak_reserved_mib = max(r["reserved"] for r in every) / MIB
+    if all(r["timed_s"] for r in every):
+        record.train_s = max(r["timed_s"] for r in every)  # the slowest rank: the others wait for it at each step
+        record.train_tokens_per_s = sum(r["tokens"] for r in every) / record.train_s
+        record.train_tokens_per_s_per_process = record.train_tokens_per_s / ranks.world
+    record.ranks_in_sync = all(r["fingerprint"] == every[0]["fingerprint"] for r in every)
+    if not record.ranks_in_sync:
+        apart = [i for i, r in enumerate(every) if r["fingerprint"] != every[0]["fingerprint"]]
+        raise RuntimeError(f"ranks {', '.join(map(str, apart))} finished with weights that differ from rank 0's: the "
+                           "processes did not train one model (their gradients were not averaged)")
+    return [math.fsum(step) / ranks.world for step in zip(*(r["losses"] for r in every), strict=True)]
+
+
 def _is_oom(err: BaseException) -> bool:
     if isinstance(err, torch.OutOfMemoryError | MemoryError):
         return True
@@ -192,8 +250,10 @@ def _is_oom(err: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     spec_path, result_path = (argv or sys.argv[1:])[:2]
     spec = WorkerSpec.read(Path(spec_path))
-    global _run_name
+    global _run_name, _main_rank
     _run_name = spec.run.key  # with seeds, <run>@s<seed>: one seed can be made to fail
+    _main_rank = int(os.environ.get("RANK", "0")) == 0
+    distributed.die_with_launcher()
     record = new_record(spec)
     try:
         run(spec, record)
@@ -202,9 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         record.status = "oom" if _is_oom(err) else "failed"
         record.error = one_line(err)
         record.peak_rss_mib = peak_rss_mib()
-    atomic_write_json(Path(result_path), asdict(record))
+    if _main_rank:
+        atomic_write_json(Path(result_path), asdict(record))
     emit("done", status=record.status)
-    return 0
+    distributed.close()
+    # another rank that failed alone exits non-zero: the launcher then stops every rank (rank 0 would wait in its
+    # next collective until the timeout), and the runner records the failure with the log's last line
+    return 0 if _main_rank or record.status == "ok" else 1
 
 
 if __name__ == "__main__":

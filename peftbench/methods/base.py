@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
+from ..launch import Launch
+
 if TYPE_CHECKING:  # only for annotations: the worker passes real objects
     from ..arch import Arch, Footprint
     from ..context import RunContext
@@ -38,6 +40,8 @@ class MethodSettings(BaseModel):
         None, description="overrides training.gradient_checkpointing for this method (e.g. prefix tuning cannot use it)"
     )
     enabled: bool = Field(True, description="false keeps the entry in the file but runs nothing")
+    launch: Launch | None = Field(None, description="this run across several processes (processes, strategy: ddp "
+                                                    "or fsdp); default: run --launcher's, else one process")
 
     @model_validator(mode="before")
     @classmethod

@@ -117,12 +117,11 @@ class CausalLM(TaskKind):
                         [reference_text(tokenizer, r["prompt"], r["target"]) for r in rows])
 
     def evaluate(self, model, ctx, data: EvalData, batch_size, tokenizer, max_new_tokens) -> Evaluation:
-        import torch
         import torch.nn.functional as F
 
         model.eval()
         loss_sum, weight, generated, row_sum, row_tokens = 0.0, 0, [], [], []
-        with torch.inference_mode():
+        with ctx.inference():
             for batch in slices(data.encoded, batch_size):
                 batch = ctx.to_device(batch)
                 with ctx.autocast():

@@ -123,12 +123,11 @@ class Classification(TaskKind):
         return enc
 
     def evaluate(self, model, ctx, data: EvalData, batch_size, tokenizer, max_new_tokens) -> Evaluation:
-        import torch
         import torch.nn.functional as F
 
         model.eval()
         loss_sum, preds, labels, row_loss = 0.0, [], [], []
-        with torch.inference_mode():
+        with ctx.inference():
             for batch in slices(data.encoded, batch_size):
                 batch = ctx.to_device(batch)
                 with ctx.autocast():
