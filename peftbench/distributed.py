@@ -83,6 +83,19 @@ def wrap(model: Any, ranks: Ranks | None, synchronise: bool = True) -> Any:
     raise ValueError(f"unknown strategy {ranks.strategy!r}")
 
 
+def reshard(model: Any) -> None:
+    """Return every FSDP2 module to its sharded state (a no-op for other models). Needed after an evaluation: a
+    forward without backward leaves the root module unsharded (FSDP2 reshards the root at the end of backward),
+    so its parameters are still the gathered plain tensors, and an optimizer built over model.parameters() then
+    would update copies FSDP discards: measured, full fine-tuning's embeddings, norm and head never trained
+    (last loss 10.18 against DDP's 8.93 on the tiny Llama; equal once resharded)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for m in model.modules():
+        if isinstance(m, FSDPModule):
+            m.reshard()
+
+
 def local_batch(idx: list[int], ranks: Ranks | None) -> list[int]:
     """This rank's share of the step's global batch (batch_size x world rows, the same order on every rank)."""
     if ranks is None:

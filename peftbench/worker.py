@@ -156,6 +156,7 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
         emit("phase", phase="base-eval")
         mem.exclude_begin()
         record.base = evaluate(model, ctx, suite, eval_data, tokenizer).scores
+        distributed.reshard(model)  # FSDP: the parameters the optimizer is built over are the shards again
         mem.exclude_end()
 
         emit("phase", phase="train", steps=steps)
