@@ -128,11 +128,11 @@ def list_methods() -> None:
                    "a CPU, gloo ranks sharing the cores). A method entry's own `launch` wins.")
 @click.option("--num-processes", type=click.IntRange(min=2), default=None, help="With --launcher: ranks per run.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="ddp", show_default=True,
-              help="With --launcher: ddp (a replica per rank) or fsdp (FSDP2: parameters, gradients and optimizer "
-                   "states sharded over the ranks).")
+              help="With --launcher: ddp (a replica per rank), fsdp (FSDP2: parameters, gradients and optimizer "
+                   "states sharded over the ranks), zero2 or zero3 (DeepSpeed ZeRO stage 2 or 3).")
 @click.option("--config-file", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="With --launcher: an accelerate config file (MULTI_GPU, MULTI_CPU or FSDP version 2) that gives "
-                   "the processes and strategy, and its GPU ids and port to accelerate launch.")
+              help="With --launcher: an accelerate config file (MULTI_GPU, MULTI_CPU, FSDP version 2, or DEEPSPEED "
+                   "ZeRO 2/3) that gives the processes and strategy.")
 def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int, ray_address: str | None,
         ray_cpus: int, launcher: str | None, num_processes: int | None, strategy: str,
         config_file: str | None) -> None:
@@ -201,10 +201,8 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int,
 def with_launcher(loaded, launcher: str | None, processes: int | None, strategy: str, config_file: str | None):
     """The suite with `run --launcher accelerate --num-processes N --strategy S` (or `--config-file F`) applied to
     the runs without a `launch` of their own."""
-    from .launch import NOT_EXECUTABLE, Launch, from_config_file
+    from .launch import Launch, from_config_file
 
-    if strategy in NOT_EXECUTABLE:
-        raise PeftbenchError(f"--strategy {strategy}: {NOT_EXECUTABLE[strategy]}")
     given = [name for name, v in (("--num-processes", processes), ("--strategy", strategy != "ddp" or None),
                                   ("--config-file", config_file)) if v is not None]
     if launcher is None:
@@ -442,8 +440,7 @@ def _budget_note(gpu_gb: float | None) -> str:
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
               help="GPUs per run, for the runs without a `launch` of their own (per-GPU figures).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="ddp", show_default=True,
-              help="How those runs spread over --gpus (zero2 and zero3: the memory model only; run executes ddp "
-                   "and fsdp).")
+              help="How those runs spread over --gpus.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def plan(suite_file: Path, gpu_gb: float | None, gpus: int, strategy: str, as_json: bool) -> None:
     """Every run of SUITE_FILE: exact parameter counts (meta device, no download) and predicted peak memory (per

@@ -6,13 +6,14 @@ accelerate's `PartialState` joins the process group `accelerate launch` set up (
 must be told `cpu=True` there, or under `accelerate launch --multi_gpu` on a CPU it reports one process while
 torch.distributed has two: each rank would train alone, silently). The strategies are torch's own: DDP
 (`DistributedDataParallel`) and FSDP2 (`fully_shard` on every transformer block, then on the root: parameters,
-gradients and optimizer states sharded over the ranks, as ZeRO-3). torch's API is called directly rather than
+gradients and optimizer states sharded over the ranks, as ZeRO-3), and DeepSpeed's ZeRO stage 2 and 3 engines
+around the harness's own optimizer and schedule. torch's API is called directly rather than
 through `Accelerator.prepare` because the harness owns its training loop (training.py), and because accelerate's
 FSDP plugin never engages on a CPU, where this is tested; `fully_shard` is what that plugin calls for FSDP2.
 
 Every failure of this kind is silent, so every multi-process run proves it trained one model: after training each
 rank computes a fingerprint of the trainable weights (float64 sum and sum of squares of every trainable tensor,
-gathered whole under FSDP) and rank 0 compares them; ranks that differ fail the run (`ranks_in_sync`).
+gathered whole under FSDP and ZeRO-3) and rank 0 compares them; ranks that differ fail the run (`ranks_in_sync`).
 """
 
 from __future__ import annotations
@@ -30,11 +31,20 @@ class Ranks:
 
     rank: int
     world: int
-    strategy: str  # launch.Strategy: ddp or fsdp
+    strategy: str  # launch.Strategy: ddp, fsdp, zero2 or zero3
 
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def deepspeed(self) -> bool:
+        return self.strategy.startswith("zero")
+
+    @property
+    def shards_parameters(self) -> bool:
+        """FSDP and ZeRO-3 hold a shard of each parameter per rank (ZeRO-2 and DDP hold every parameter)."""
+        return self.strategy in ("fsdp", "zero3")
 
 
 def setup(processes: int, strategy: str, cpu: bool) -> Ranks | None:
@@ -80,7 +90,35 @@ def wrap(model: Any, ranks: Ranks | None, synchronise: bool = True) -> Any:
             fully_shard(block)
         fully_shard(model)
         return model
+    if ranks.deepspeed:
+        return model  # DeepSpeed wraps the model with its optimizer: deepspeed_engine, where training builds that
     raise ValueError(f"unknown strategy {ranks.strategy!r}")
+
+
+def deepspeed_engine(model: Any, optimizer: Any, scheduler: Any, batch_size: int, max_grad_norm: float | None,
+                     ranks: Ranks):
+    """(engine, optimizer, scheduler) of DeepSpeed ZeRO stage 2 or 3 around the harness's own AdamW and schedule.
+
+    The engine's step clips (`gradient_clipping`, the suite's max_grad_norm), steps the optimizer and the schedule
+    and clears the gradients; its backward averages them over the ranks. DeepSpeed joins the process group
+    accelerate made (gloo on a CPU, through its CPU accelerator: DS_ACCELERATOR=cpu, set by the runner)."""
+    import deepspeed
+
+    # The communication buckets as transformers' DeepSpeed integration fills "auto" (integrations/deepspeed.py):
+    # DeepSpeed's defaults (5e8 elements, 1.9 GiB in fp32) would be most of a small run's peak (measured on the tiny
+    # Llama under ZeRO-3: 1,962 MiB per rank against 45 MiB in one process).
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None) or 4096
+    zero: dict[str, Any] = {"stage": int(ranks.strategy[-1]), "reduce_bucket_size": hidden * hidden,
+                            "allgather_bucket_size": hidden * hidden}
+    if zero["stage"] == 3:
+        zero.update(stage3_prefetch_bucket_size=int(0.9 * hidden * hidden),
+                    stage3_param_persistence_threshold=10 * hidden)
+    config = {"train_micro_batch_size_per_gpu": batch_size, "gradient_accumulation_steps": 1,
+              "gradient_clipping": max_grad_norm or 0.0, "zero_optimization": zero,
+              "steps_per_print": 2**31 - 1, "wall_clock_breakdown": False}
+    engine, optimizer, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                                           config=config)
+    return engine, optimizer, scheduler
 
 
 def reshard(model: Any) -> None:
@@ -112,6 +150,13 @@ def fingerprint(model: Any) -> list[float]:
     with torch.no_grad():
         for p in model.parameters():
             if not p.requires_grad:
+                continue
+            if hasattr(p, "ds_id"):  # a ZeRO-3 partition: gathered whole while it is read
+                import deepspeed
+
+                with deepspeed.zero.GatheredParameters([p]):
+                    t = p.detach().double()
+                    out += [float(t.sum()), float((t * t).sum())]
                 continue
             t = p.full_tensor() if hasattr(p, "full_tensor") else p
             t = t.detach().double()

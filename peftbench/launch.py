@@ -13,14 +13,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-Strategy = Literal["ddp", "fsdp"]
+Strategy = Literal["ddp", "fsdp", "zero2", "zero3"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
-# Strategies the memory model knows (`plan --strategy`) that `run` cannot execute yet, and why.
-NOT_EXECUTABLE = {
-    "zero2": "DeepSpeed ZeRO is not executable by peftbench run yet; fsdp shards gradients and optimizer states too",
-    "zero3": "DeepSpeed ZeRO is not executable by peftbench run yet; fsdp (FSDP2 full sharding) shards what ZeRO-3 "
-             "shards: parameters, gradients and optimizer states",
-}
 
 
 class Launch(BaseModel):
@@ -30,7 +24,9 @@ class Launch(BaseModel):
 
     processes: PositiveInt = Field(1, description="processes of the run, one GPU each; 1: an ordinary run")
     strategy: Strategy = Field("ddp", description="ddp: a full replica per process, gradients averaged; fsdp: "
-                                                  "FSDP2, parameters, gradients and optimizer states sharded")
+                                                  "FSDP2, parameters, gradients and optimizer states sharded; "
+                                                  "zero2, zero3: DeepSpeed ZeRO stage 2 (gradients and optimizer "
+                                                  "states sharded) or 3 (parameters too)")
     config_file: str | None = Field(None, description="an accelerate config file given to accelerate launch (its "
                                                       "GPU ids, port); processes and strategy as read from it")
 
@@ -42,16 +38,21 @@ class Launch(BaseModel):
 
 # The method x strategy matrix (README, docs/distributed.md), from 2-process CPU runs of every pair (fp32 and bf16):
 # tests/system/test_launch.py runs every pair not refused here and checks that its ranks end with the same weights.
-def refusal(method: str, traits, launch: Launch) -> str | None:
-    """Why this method cannot run under `launch`, as one line, or None when it can."""
-    if launch.processes == 1 or launch.strategy != "fsdp":
+def refusal(method: str, traits, launch: Launch, precision: str = "fp32") -> str | None:
+    """Why this method cannot run under `launch` at this training.precision, as one line, or None when it can."""
+    if launch.processes == 1 or launch.strategy == "ddp":
         return None
+    s = launch.strategy
     if traits.quantized_base:
-        return (f"{method} with fsdp: FSDP cannot shard bitsandbytes' packed weights unless they are stored in the "
-                "model's dtype (bnb_4bit_quant_storage), which peftbench does not set yet; use ddp")
+        return (f"{method} with {s}: {'FSDP' if s == 'fsdp' else 'DeepSpeed'} cannot shard bitsandbytes' packed "
+                "weights unless they are stored in the model's dtype (bnb_4bit_quant_storage), which peftbench does "
+                "not set yet; use ddp")
     if method == "adalora":
-        return ("adalora with fsdp: AdaLoRA's rank allocation reads whole adapter matrices, and FSDP holds a shard "
-                "of each (a shape mismatch at the first step); use ddp")
+        return (f"adalora with {s}: AdaLoRA's rank allocation reads whole adapter matrices and their gradients "
+                "after each step, which the sharded run does not hold; use ddp")
+    if s.startswith("zero") and precision in ("bf16", "fp16-mixed"):
+        return (f"{method} with {s} at precision {precision}: DeepSpeed trains 16-bit weights through its own fp32 "
+                "master copies and loss scaling, not the harness's optimizer; use fsdp, or fp32 / bf16-mixed")
     return None
 
 
@@ -78,8 +79,16 @@ def from_config_file(path: str) -> Launch:
         raise PeftbenchError(f"{where}: mixed_precision {cfg['mixed_precision']}: the suite's training.precision "
                              "decides it; set mixed_precision: 'no'")
     if kind == "DEEPSPEED":
-        raise PeftbenchError(f"{where}: distributed_type DEEPSPEED: {NOT_EXECUTABLE['zero3']}")
-    if kind == "FSDP":
+        ds = cfg.get("deepspeed_config") or {}
+        stage = int(ds.get("zero_stage", 0) or 0)
+        if stage not in (2, 3) or ds.get("deepspeed_config_file"):
+            raise PeftbenchError(f"{where}: DeepSpeed: peftbench runs ZeRO stage 2 or 3 as deepspeed_config."
+                                 f"zero_stage says (stage {stage}), without a deepspeed_config_file of its own")
+        if ds.get("offload_optimizer_device", "none") != "none" or ds.get("offload_param_device", "none") != "none":
+            raise PeftbenchError(f"{where}: DeepSpeed offload is not supported by peftbench")
+        # read, not passed on: accelerate would start DeepSpeed's own launcher; the worker configures the engine
+        return Launch(processes=_processes(cfg, where), strategy=f"zero{stage}")
+    elif kind == "FSDP":
         fsdp = cfg.get("fsdp_config") or {}
         if int(fsdp.get("fsdp_version", 1)) != 2:
             raise PeftbenchError(f"{where}: FSDP version 1 (it needs use_orig_params=False and peft's wrap policy "
@@ -90,12 +99,18 @@ def from_config_file(path: str) -> Launch:
     elif kind in ("MULTI_GPU", "MULTI_CPU"):
         strategy = "ddp"
     else:
-        raise PeftbenchError(f"{where}: distributed_type {kind}: peftbench launches MULTI_GPU (ddp), MULTI_CPU "
-                             "(ddp) or FSDP (fsdp) configs")
+        raise PeftbenchError(f"{where}: distributed_type {kind}: peftbench launches MULTI_GPU or MULTI_CPU (ddp), "
+                             "FSDP (fsdp) and DEEPSPEED (zero2, zero3) configs")
+    return Launch(processes=_processes(cfg, where), strategy=strategy, config_file=str(Path(path).resolve()))
+
+
+def _processes(cfg: dict, where: str) -> int:
+    from .errors import PeftbenchError
+
     processes = int(cfg.get("num_processes", 1) or 1)
     if processes < 2:
         raise PeftbenchError(f"{where}: num_processes {processes}: a multi-process run needs 2 or more")
-    return Launch(processes=processes, strategy=strategy, config_file=str(Path(path).resolve()))
+    return processes
 
 
 def free_port() -> int:
@@ -119,5 +134,6 @@ def command(launch: Launch, cpu: bool, spec: str, result: str, cores: int) -> tu
     env: dict[str, str] = {}
     if cpu:
         threads = str(max(1, cores // launch.processes))
-        env = {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        env = {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+               "DS_ACCELERATOR": "cpu"}  # DeepSpeed's CPU accelerator (gloo without oneCCL), for zero2/zero3
     return argv, env

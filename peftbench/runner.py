@@ -110,7 +110,7 @@ def check_launches(loaded: LoadedSuite, cpu: bool, ids: Callable[[], list[str]] 
         if launch.processes == 1:
             continue
         where = f"{loaded.path}: run {plan.name}"
-        why = refusal(plan.method, registry.get(plan.method).traits, launch)
+        why = refusal(plan.method, registry.get(plan.method).traits, launch, suite.training.precision)
         if why:
             raise PeftbenchError(f"{where}: {why}")
         if suite.runner.save_adapters:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .context import RunContext
-from .distributed import Ranks, local_batch
+from .distributed import Ranks, deepspeed_engine, local_batch
 from .measure import PeakMemory, synchronize
 from .suite import TrainingConfig
 
@@ -72,6 +72,12 @@ def train(model: Any, ctx: RunContext, t: TrainingConfig, train_enc: dict, lr: f
     from transformers import get_scheduler
 
     scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=t.warmup_steps)
+    engine = None  # DeepSpeed ZeRO: its engine runs backward and step (averaging, clipping, schedule, zero_grad)
+    if ranks is not None and ranks.deepspeed:
+        with mem.window("train"):  # its flat gradient and optimizer partitions are the run's memory
+            engine, optimizer, scheduler = deepspeed_engine(model, optimizer, scheduler, t.batch_size,
+                                                            t.max_grad_norm, ranks)
+        model = engine
     scaler = torch.amp.GradScaler(ctx.device.type) if t.precision == "fp16-mixed" else None
     n = len(train_enc["input_ids"])
     gen = torch.Generator().manual_seed(t.seed)
@@ -91,22 +97,26 @@ def train(model: Any, ctx: RunContext, t: TrainingConfig, train_enc: dict, lr: f
         with window:
             with ctx.autocast():
                 loss = model(**batch).loss
-            if scaler is not None:
+            if engine is not None:
+                engine.backward(loss)
+                engine.step()
+            elif scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
             else:
                 loss.backward()
-            if t.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            if method is not None:
-                method.after_optimizer_step(getattr(model, "module", model), step)  # DDP: the model it wraps
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            if engine is None:
+                if t.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                if method is not None:  # DDP: the model it wraps (AdaLoRA is refused under ZeRO: launch.refusal)
+                    method.after_optimizer_step(getattr(model, "module", model), step)
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if step == profiled:
             mem.stop()  # CPU: close the profiler window; training goes on unprofiled

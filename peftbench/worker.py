@@ -91,9 +91,10 @@ def planned_steps(suite: Suite, n_train: int) -> int:
 
 
 def load_context(ctx: RunContext, ranks: distributed.Ranks | None) -> RunContext:
-    """Where the model loads: on the run's device, except under FSDP on GPUs, where every rank loads it into CPU
-    memory and `fully_shard` moves only its shard to the GPU (a whole 7B model per GPU first would defeat it)."""
-    if ranks is not None and ranks.strategy == "fsdp" and ctx.device.type == "cuda":
+    """Where the model loads: on the run's device, except under FSDP and ZeRO-3 on GPUs, where every rank loads it
+    into CPU memory and `fully_shard` (DeepSpeed's partitioning) moves only its shard to the GPU (a whole 7B model
+    per GPU first would defeat it)."""
+    if ranks is not None and ranks.shards_parameters and ctx.device.type == "cuda":
         return replace(ctx, device=torch.device("cpu"))
     return ctx
 
@@ -150,7 +151,7 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
             record.trainable_params, record.total_params = count_parameters(model)  # before sharding
             record.optimizer = optimizer_name([p for p in model.parameters() if p.requires_grad])
             trained = distributed.wrap(model, ranks, synchronise=not _fault("nosync"))
-            ctx.sharded = ranks is not None and ranks.strategy == "fsdp"
+            ctx.sharded = ranks is not None and ranks.shards_parameters
         record.trainable_pct = 100.0 * record.trainable_params / record.total_params
 
         emit("phase", phase="base-eval")

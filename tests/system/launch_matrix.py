@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from peftbench import methods, worker
-from peftbench.launch import Launch, refusal
+from peftbench.launch import STRATEGIES, Launch, refusal
 
 from ..conftest import TINY_CAUSAL, spec_for
 
@@ -28,9 +28,9 @@ def main(out: str, precision: str = "fp32") -> None:
     for name, method in sorted(methods.load_all().items()):
         if method.traits.needs_cuda:
             continue
-        for strategy in ("ddp", "fsdp"):
+        for strategy in STRATEGIES:
             launch = Launch(processes=2, strategy=strategy)
-            if refusal(name, method.traits, launch):
+            if refusal(name, method.traits, launch, precision):
                 continue
             spec = spec_for(base, name, launch=launch.model_dump())
             record = worker.new_record(spec)

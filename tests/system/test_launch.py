@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from peftbench import methods
-from peftbench.launch import Launch, refusal
+from peftbench.launch import STRATEGIES, Launch, refusal
 from peftbench.results import ResultStore
 
 from ..conftest import REPO, TINY_CAUSAL, invoke, write_suite
@@ -23,8 +23,8 @@ from ..conftest import REPO, TINY_CAUSAL, invoke, write_suite
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
-    """One suite: LoRA in one process and in two (DDP), full fine-tuning in one and in two (FSDP2), and IA3 in two
-    processes whose gradients are not averaged (fault injection: the control that must fail)."""
+    """One suite: LoRA in one process and in two (DDP), full fine-tuning in one and in two (FSDP2, ZeRO-3), and IA3
+    in two processes whose gradients are not averaged (fault injection: the control that must fail)."""
     tmp = tmp_path_factory.mktemp("launch")
     two = {"processes": 2}
     suite = {**TINY_CAUSAL, "methods": [
@@ -32,6 +32,7 @@ def launched(tmp_path_factory):
         {"method": "lora", "ranks": [4], "learning_rate": 3e-3, "launch": {**two, "strategy": "ddp"}},
         {"method": "full", "learning_rate": 1e-3},
         {"method": "full", "learning_rate": 1e-3, "launch": {**two, "strategy": "fsdp"}},
+        {"method": "full", "learning_rate": 1e-3, "launch": {**two, "strategy": "zero3"}},
         {"method": "ia3", "learning_rate": 3e-2, "launch": {**two, "strategy": "ddp"}},
     ]}
     suite["training"] = {**suite["training"], "steps": 4}
@@ -63,14 +64,20 @@ def test_ranks_train_one_model_and_the_record_holds_every_rank(launched):
     assert "x1 threads" in ddp.device  # each of the 2 ranks has half of the 2 cores
 
 
-def test_fsdp_shards_full_fine_tuning(launched):
+@pytest.mark.parametrize("strategy", ["fsdp", "zero3"])
+def test_sharded_full_fine_tuning_trains_as_the_others(launched, strategy):
     _, store = launched
-    full, fsdp = store.read("full"), store.read("full-fsdp2")
-    assert fsdp.status == "ok", fsdp.error
-    assert (fsdp.world_size, fsdp.strategy, fsdp.ranks_in_sync) == (2, "fsdp", True)
-    # each rank holds half of the gradients and optimizer states: below the one-process run's peak
-    assert max(fsdp.peak_mem_mib_ranks) < full.peak_mem_mib
-    assert fsdp.est_peak_mib < full.est_peak_mib  # the memory model's per-process figure shards them too
+    sharded = store.read(f"full-{strategy}2")
+    assert sharded.status == "ok", sharded.error
+    assert (sharded.world_size, sharded.strategy, sharded.ranks_in_sync) == (2, strategy, True)
+    assert len(sharded.peak_mem_mib_ranks) == 2 and sharded.peak_mem_mib == max(sharded.peak_mem_mib_ranks)
+    # the same training from the same global batches (and as DDP: the matrix test)
+    assert sharded.train_loss_last == pytest.approx(store.read("full-fsdp2").train_loss_last, rel=1e-5)
+    # the memory model's per-process figure shards the gradients and optimizer states. The measured per-rank peak
+    # is not compared with the one-process run's: on this model (98% embedding, which FSDP gathers whole for the
+    # step) the saving is a few MiB, and the ranks' CPU peaks move by as much between repeats (gloo's buffers
+    # live as long as each collective takes: docs/distributed.md)
+    assert sharded.est_peak_mib < store.read("full").est_peak_mib
 
 
 def test_ranks_that_do_not_share_gradients_fail_the_run(launched):
@@ -98,7 +105,7 @@ def test_every_method_strategy_pair_runs_or_is_refused(tmp_path):
     """The matrix of the README: every pair that launch.refusal lets through trains 3 steps on 2 ranks through
     the worker's own run, with the ranks in sync at the end."""
     out = tmp_path / "matrix.json"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
     from peftbench.launch import free_port
 
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
@@ -108,17 +115,17 @@ def test_every_method_strategy_pair_runs_or_is_refused(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     expected = {f"{name}:{s}" for name, m in methods.load_all().items() if not m.traits.needs_cuda
-                for s in ("ddp", "fsdp") if not refusal(name, m.traits, Launch(processes=2, strategy=s))}
+                for s in STRATEGIES if not refusal(name, m.traits, Launch(processes=2, strategy=s))}
     assert set(results) == expected
     bad = {k: v["error"] for k, v in results.items() if v["status"] != "ok" or v["ranks_in_sync"] is not True}
     assert not bad, bad
     assert all(v["world_size"] == 2 for v in results.values())
-    # both strategies average the same gradients of the same global batches: the same training, to rounding (an
-    # optimizer built over the root's gathered copies after the base evaluation once left full fine-tuning's
+    # every strategy averages the same gradients of the same global batches: the same training as DDP, to rounding
+    # (an optimizer built over the root's gathered copies after the base evaluation once left full fine-tuning's
     # embeddings untrained under FSDP, and only this comparison saw it: the ranks agreed with each other)
-    for pair in [k for k in results if k.endswith(":fsdp")]:
-        ddp, fsdp = results[pair.replace(":fsdp", ":ddp")]["loss_last"], results[pair]["loss_last"]
-        assert fsdp == pytest.approx(ddp, rel=1e-5), pair
+    for pair in [k for k in results if not k.endswith(":ddp")]:
+        ddp = results[pair.split(":")[0] + ":ddp"]["loss_last"]
+        assert results[pair]["loss_last"] == pytest.approx(ddp, rel=1e-5), pair
 
 
 def _gpus() -> int:

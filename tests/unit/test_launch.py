@@ -53,7 +53,7 @@ def test_the_cpu_command_is_gloo_through_accelerate_with_a_share_of_the_cores():
     assert argv[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]  # --cpu would start one process
     assert argv[argv.index("--num_processes") + 1] == "2"
     assert argv[-4:] == ["-m", "peftbench.worker", "s.json", "r.json"]
-    assert env == {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    assert env == {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "DS_ACCELERATOR": "cpu"}
     argv, env = command(Launch(processes=2), cpu=False, spec="s.json", result="r.json", cores=5)
     assert env == {} and "--multi_gpu" in argv
 
@@ -63,12 +63,19 @@ def test_two_launches_get_their_own_rendezvous_port():
     assert len(ports) > 1
 
 
-def test_refused_pairs_are_the_quantized_bases_and_adalora_under_fsdp():
-    fsdp, ddp = Launch(processes=2, strategy="fsdp"), Launch(processes=2, strategy="ddp")
-    refused = sorted(n for n, m in methods.load_all().items() if refusal(n, m.traits, fsdp))
-    assert refused == ["adalora", "lora8bit", "qlora"]
-    assert not any(refusal(n, m.traits, ddp) for n, m in methods.load_all().items())
-    assert not any(refusal(n, m.traits, Launch()) for n, m in methods.load_all().items())
+def test_refused_pairs_are_the_quantized_bases_and_adalora_when_sharded_and_16_bit_under_zero():
+    every = methods.load_all()
+
+    def refused(strategy, precision="fp32"):
+        launch = Launch(processes=2, strategy=strategy)
+        return sorted(n for n, m in every.items() if refusal(n, m.traits, launch, precision))
+
+    for strategy in ("fsdp", "zero2", "zero3"):
+        assert refused(strategy) == ["adalora", "lora8bit", "qlora"], strategy
+    assert refused("fsdp", "bf16") == ["adalora", "lora8bit", "qlora"]
+    assert refused("zero3", "bf16") == sorted(every)  # DeepSpeed's own master weights: not the harness's training
+    assert refused("zero2", "bf16-mixed") == ["adalora", "lora8bit", "qlora"]
+    assert refused("ddp", "bf16") == [] and not any(refusal(n, m.traits, Launch()) for n, m in every.items())
 
 
 def test_check_launches_refuses_what_cannot_start_here(tmp_path, tiny_causal):
@@ -99,7 +106,6 @@ def test_the_estimate_of_a_launched_run_is_per_process(tmp_path, tiny_causal):
     (["--num-processes", "2"], "--num-processes needs --launcher accelerate"),
     (["--strategy", "fsdp"], "--strategy needs --launcher accelerate"),
     (["--launcher", "accelerate"], "--launcher accelerate needs --num-processes"),
-    (["--launcher", "accelerate", "--num-processes", "2", "--strategy", "zero3"], "DeepSpeed ZeRO is not executable"),
     (["--launcher", "accelerate", "--num-processes", "2", "--parallel", "2"], "multi-process runs with --parallel"),
 ])
 def test_run_launcher_options_are_checked_first(tmp_path, tiny_causal, args, fragment):
@@ -124,10 +130,15 @@ def test_an_accelerate_config_file_gives_processes_and_strategy(tmp_path):
     argv, _ = command(launch, cpu=False, spec="s", result="r", cores=2)
     assert argv[argv.index("--config_file") + 1] == fsdp  # its GPU ids reach accelerate launch
     assert from_config_file(_config(tmp_path, "distributed_type: MULTI_GPU\nnum_processes: 2\n")).strategy == "ddp"
+    zero = from_config_file(_config(tmp_path, "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 3\n"
+                                              "num_processes: 2\n"))
+    assert (zero.strategy, zero.config_file) == ("zero3", None)  # read, not passed on (see from_config_file)
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("distributed_type: DEEPSPEED\nnum_processes: 2\n", "DeepSpeed ZeRO is not executable"),
+    ("distributed_type: DEEPSPEED\nnum_processes: 2\n", "ZeRO stage 2 or 3"),
+    ("distributed_type: DEEPSPEED\ndeepspeed_config: {zero_stage: 3, offload_param_device: cpu}\nnum_processes: 2\n",
+     "offload"),
     ("distributed_type: FSDP\nnum_processes: 2\n", "FSDP version 1"),
     ("distributed_type: FSDP\nfsdp_config: {fsdp_version: 2, fsdp_offload_params: true}\nnum_processes: 2\n",
      "fsdp_offload_params"),
