@@ -32,8 +32,8 @@ class Launch(BaseModel):
 
     @property
     def suffix(self) -> str:
-        """What a multi-process run's name ends with (lora-r8-ddp2), so it sits beside its one-process run."""
-        return f"-{self.strategy}{self.processes}" if self.processes > 1 else ""
+        """What a multi-process run's name ends with (lora-r8-ddpx2), so it sits beside its one-process run."""
+        return f"-{self.strategy}x{self.processes}" if self.processes > 1 else ""
 
 
 # The method x strategy matrix (README, docs/distributed.md), from 2-process CPU runs of every pair (fp32 and bf16):

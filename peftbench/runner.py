@@ -100,10 +100,8 @@ def launches_on_cpu(loaded: LoadedSuite, check_cuda: Callable[[], bool] | None =
     return device == "cpu" or (device == "auto" and not (check_cuda or cuda_available)())
 
 
-def check_launches(loaded: LoadedSuite, cpu: bool, ids: Callable[[], list[str]] | None = None,
-                   cores: Callable[[], int] | None = None) -> None:
-    """Every multi-process run can start here, as one line on the first that cannot: its method x strategy pair is
-    not refused (launch.refusal), and the machine has a GPU per process (a CPU: a core per process)."""
+def check_launch_pairs(loaded: LoadedSuite) -> None:
+    """Every multi-process run is one peftbench can run (launch.refusal), as one line on the first that is not."""
     suite = loaded.suite
     for plan in loaded.runs:
         launch = launch_of(plan)
@@ -116,6 +114,18 @@ def check_launches(loaded: LoadedSuite, cpu: bool, ids: Callable[[], list[str]] 
         if suite.runner.save_adapters:
             raise PeftbenchError(f"{where}: runner.save_adapters: a multi-process run does not save its adapter yet; "
                                  "save it from a one-process run")
+
+
+def check_launches(loaded: LoadedSuite, cpu: bool, ids: Callable[[], list[str]] | None = None,
+                   cores: Callable[[], int] | None = None) -> None:
+    """Every multi-process run can start here, as one line on the first that cannot: its method x strategy pair
+    (check_launch_pairs), and a GPU per process on this machine (a CPU: a core per process)."""
+    check_launch_pairs(loaded)
+    for plan in loaded.runs:
+        launch = launch_of(plan)
+        if launch.processes == 1:
+            continue
+        where = f"{loaded.path}: run {plan.name}"
         have = (cores or cpu_cores)() if cpu else len((ids or cuda_device_ids)())
         if launch.processes > have:
             unit = "core" if cpu else "GPU"
@@ -132,6 +142,7 @@ def check_suite(loaded: LoadedSuite, hub_data: bool, at_once: int = 1) -> list[s
     suite = loaded.suite
     suite_dir = Path(loaded.path).resolve().parent
     notes: list[str] = []
+    check_launch_pairs(loaded)
     check_available(suite.model, suite_dir)
     check_source(suite.dataset, suite.model.task, suite_dir)
     if suite.dataset.hub and not hub_data:

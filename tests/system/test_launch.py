@@ -37,7 +37,7 @@ def launched(tmp_path_factory):
     ]}
     suite["training"] = {**suite["training"], "steps": 4}
     path = write_suite(tmp, suite)
-    os.environ["PEFTBENCH_FAULT"] = "ia3-ddp2:nosync"
+    os.environ["PEFTBENCH_FAULT"] = "ia3-ddpx2:nosync"
     try:
         result = invoke("run", path, "--results-dir", tmp / "results")
     finally:
@@ -49,7 +49,7 @@ def launched(tmp_path_factory):
 def test_ranks_train_one_model_and_the_record_holds_every_rank(launched):
     result, store = launched
     assert result.exit_code == 1, result.output  # the control fails, as it must
-    lora, ddp = store.read("lora-r4"), store.read("lora-r4-ddp2")
+    lora, ddp = store.read("lora-r4"), store.read("lora-r4-ddpx2")
     assert lora.status == ddp.status == "ok", (lora.error, ddp.error)
     assert (ddp.world_size, ddp.strategy, ddp.ranks_in_sync) == (2, "ddp", True)
     assert (lora.world_size, lora.strategy, lora.ranks_in_sync) == (1, "", None)
@@ -67,12 +67,12 @@ def test_ranks_train_one_model_and_the_record_holds_every_rank(launched):
 @pytest.mark.parametrize("strategy", ["fsdp", "zero3"])
 def test_sharded_full_fine_tuning_trains_as_the_others(launched, strategy):
     _, store = launched
-    sharded = store.read(f"full-{strategy}2")
+    sharded = store.read(f"full-{strategy}x2")
     assert sharded.status == "ok", sharded.error
     assert (sharded.world_size, sharded.strategy, sharded.ranks_in_sync) == (2, strategy, True)
     assert len(sharded.peak_mem_mib_ranks) == 2 and sharded.peak_mem_mib == max(sharded.peak_mem_mib_ranks)
     # the same training from the same global batches (and as DDP: the matrix test)
-    assert sharded.train_loss_last == pytest.approx(store.read("full-fsdp2").train_loss_last, rel=1e-5)
+    assert sharded.train_loss_last == pytest.approx(store.read("full-fsdpx2").train_loss_last, rel=1e-5)
     # the memory model's per-process figure shards the gradients and optimizer states. The measured per-rank peak
     # is not compared with the one-process run's: on this model (98% embedding, which FSDP gathers whole for the
     # step) the saving is a few MiB, and the ranks' CPU peaks move by as much between repeats (gloo's buffers
@@ -82,10 +82,10 @@ def test_sharded_full_fine_tuning_trains_as_the_others(launched, strategy):
 
 def test_ranks_that_do_not_share_gradients_fail_the_run(launched):
     result, store = launched
-    control = store.read("ia3-ddp2")
+    control = store.read("ia3-ddpx2")
     assert control.status == "failed" and control.ranks_in_sync is False
     assert "did not train one model" in control.error
-    assert "ia3-ddp2" in result.output
+    assert "ia3-ddpx2" in result.output
 
 
 def test_summary_gives_scaling_against_the_one_process_run(launched):
@@ -93,7 +93,7 @@ def test_summary_gives_scaling_against_the_one_process_run(launched):
     import pandas as pd
 
     summary = pd.read_csv(store.root / "summary.csv").set_index("run")
-    row = summary.loc["lora-r4-ddp2"]
+    row = summary.loc["lora-r4-ddpx2"]
     assert row.scaling_vs == "lora-r4" and row.world_size == 2 and row.strategy == "ddp"
     speedup = row.train_tokens_per_s / summary.loc["lora-r4", "train_tokens_per_s"]
     assert row.scaling_speedup == pytest.approx(speedup)

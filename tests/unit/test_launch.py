@@ -25,7 +25,7 @@ def test_a_launched_entry_is_named_by_its_strategy_and_processes(tmp_path, tiny_
     loaded = _suite(tmp_path, tiny_causal, {"method": "lora", "ranks": [4]},
                     {"method": "lora", "ranks": [4], "launch": DDP2}, {"method": "full", "launch": {"processes": 4,
                                                                                                 "strategy": "fsdp"}})
-    assert [r.name for r in loaded.runs] == ["lora-r4", "lora-r4-ddp2", "full-fsdp4"]
+    assert [r.name for r in loaded.runs] == ["lora-r4", "lora-r4-ddpx2", "full-fsdpx4"]
     assert [launch_of(r).processes for r in loaded.runs] == [1, 2, 4]
     assert loaded.launched()
 
@@ -34,7 +34,7 @@ def test_the_command_line_launch_applies_to_entries_without_their_own(tmp_path, 
     loaded = _suite(tmp_path, tiny_causal, {"method": "lora", "ranks": [4]},
                     {"method": "full", "launch": {"processes": 1}})
     with_cli = loaded.with_launch(Launch(processes=2, strategy="fsdp"))
-    assert [r.name for r in with_cli.runs] == ["lora-r4-fsdp2", "full"]  # an entry's own launch wins
+    assert [r.name for r in with_cli.runs] == ["lora-r4-fsdpx2", "full"]  # an entry's own launch wins
     assert launch_of(with_cli.runs[0]) == Launch(processes=2, strategy="fsdp")
     assert not loaded.launched() and loaded.with_launch(Launch()) is loaded
 
@@ -81,7 +81,7 @@ def test_refused_pairs_are_the_quantized_bases_and_adalora_when_sharded_and_16_b
 def test_check_launches_refuses_what_cannot_start_here(tmp_path, tiny_causal):
     qlora = _suite(tmp_path, tiny_causal, {"method": "qlora", "ranks": [4], "launch": {"processes": 2,
                                                                                       "strategy": "fsdp"}})
-    with pytest.raises(PeftbenchError, match="run qlora-r4-fsdp2: qlora with fsdp: .*use ddp"):
+    with pytest.raises(PeftbenchError, match="run qlora-r4-fsdpx2: qlora with fsdp: .*use ddp"):
         check_launches(qlora, cpu=True, cores=lambda: 2)
     lora = _suite(tmp_path, tiny_causal, {"method": "lora", "ranks": [4], "launch": {"processes": 3}})
     with pytest.raises(PeftbenchError, match="3 processes, one core each, and this machine has 2 cores"):
@@ -161,3 +161,8 @@ def test_config_file_excludes_num_processes_and_needs_the_launcher(tmp_path, tin
     assert_user_error(invoke("run", path, "--config-file", cfg), "--config-file needs --launcher accelerate")
     assert_user_error(invoke("run", path, "--launcher", "accelerate", "--config-file", cfg, "--num-processes", "2"),
                       "--config-file and --num-processes: the config file gives the processes")
+
+
+def test_validate_refuses_a_pair_that_cannot_run(tmp_path, tiny_causal):
+    suite = {**tiny_causal, "methods": [{"method": "adalora", "launch": {"processes": 2, "strategy": "zero3"}}]}
+    assert_user_error(invoke("validate", write_suite(tmp_path, suite)), "run adalora-zero3x2: adalora with zero3")
