@@ -146,21 +146,21 @@ def fingerprint(model: Any) -> list[float]:
     """Float64 sum and sum of squares of every trainable tensor, in parameter order; a sharded (DTensor)
     parameter is gathered one at a time (`full_tensor`, a collective every rank joins), so each rank fingerprints
     the whole model."""
+    import contextlib
+
     out = []
     with torch.no_grad():
         for p in model.parameters():
             if not p.requires_grad:
                 continue
+            gathered = contextlib.nullcontext()
             if hasattr(p, "ds_id"):  # a ZeRO-3 partition: gathered whole while it is read
                 import deepspeed
 
-                with deepspeed.zero.GatheredParameters([p]):
-                    t = p.detach().double()
-                    out += [float(t.sum()), float((t * t).sum())]
-                continue
-            t = p.full_tensor() if hasattr(p, "full_tensor") else p
-            t = t.detach().double()
-            out += [float(t.sum()), float((t * t).sum())]
+                gathered = deepspeed.zero.GatheredParameters([p])
+            with gathered:
+                t = (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().double()
+                out += [float(t.sum()), float((t * t).sum())]
     return out
 
 
