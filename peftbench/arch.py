@@ -98,6 +98,10 @@ class NoMatchingTargets(PeftbenchError):
     """target_modules that select no layer of the architecture."""
 
 
+class NotApplicable(PeftbenchError):
+    """A method with nothing to train on this architecture (BitFit on a model without biases, as Llama)."""
+
+
 # peft's default targets (TRANSFORMERS_MODELS_TO_{LORA,IA3}_TARGET_MODULES_MAPPING, peft 0.21), copied because
 # importing peft imports torch; tests/test_estimate_exact.py checks them against peft itself.
 LLAMA_LIKE = {"llama", "mistral", "qwen2", "gemma", "gemma2"}
@@ -196,6 +200,8 @@ class Footprint:
     trainable: int  # trainable parameters (analytic count; tests check it against peft on the meta device)
     added: int  # parameters the method adds (adapters, prompts, copies of heads); 0 for full fine-tuning
     full: bool = False  # every base weight is trained (gradients and optimizer state for all of them)
+    own_weights: bool = False  # it trains some of the base's own tensors (BitFit): their gradients and optimizer
+    # state are in the weights' dtype, as full fine-tuning's, not in fp32 as peft's adapters
     quantized: bool = False  # block linears stored in 4-bit NF4 (double quantization); the rest in fp32
     int8: bool = False  # with `quantized`: LLM.int8 8-bit block linears instead of NF4
     saved: tuple[Saved, ...] = ()  # extra saved activations per token per block

@@ -201,7 +201,7 @@ def estimate(arch: Arch, fp: Footprint, w: Workload) -> Estimate:
     adapter_b = 4 if w.adapter_dtype == "fp32" or w.storage in ("fp32", "mixed") else 2
     adapters = fp.added * adapter_b
     # Trainable state: gradient and optimizer bytes per trainable parameter, in the trainable parameter's dtype.
-    pb = (wb if w.storage != "mixed" else 4) if fp.full else adapter_b
+    pb = (wb if w.storage != "mixed" else 4) if fp.full or fp.own_weights else adapter_b
     grad_b = pb
     opt_b = {"adamw": 2 * pb, "adamw8bit": 2.0 + 8 / 256, "paged_adamw8bit": 2.0 + 8 / 256, "sgd": pb}[w.optimizer]
     kahan = w.optimizer == "adamw" and w.kahan_sum and pb == 2

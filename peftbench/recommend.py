@@ -26,7 +26,7 @@ from typing import Any
 
 from . import catalog, tasks
 from . import methods as registry
-from .arch import Arch, Footprint, arch_from_config
+from .arch import Arch, Footprint, NotApplicable, arch_from_config
 from .errors import PeftbenchError
 from .estimate import CUDA_CONTEXT_GIB, Estimate, Workload, estimate
 from .methods.base import Advice, Traits
@@ -287,7 +287,10 @@ def candidates(arch: Arch) -> list[Candidate]:
             continue
         for proposal in m.advice.candidates:
             settings = m.Settings.model_validate({"method": m.name, **proposal})
-            fp = m.footprint(arch, settings)
+            try:
+                fp = m.footprint(arch, settings)
+            except NotApplicable:  # nothing to train on this architecture (BitFit without biases)
+                continue
             dumped = settings.model_dump(exclude_defaults=False)
             rank = m.rank(settings)
             label_settings = {**proposal, **({"target_modules": ",".join(arch.lora_defaults)}

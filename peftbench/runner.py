@@ -136,9 +136,10 @@ def check_launches(loaded: LoadedSuite, cpu: bool, ids: Callable[[], list[str]] 
 def check_suite(loaded: LoadedSuite, hub_data: bool, at_once: int = 1) -> list[str]:
     """Everything that can be known without loading weights, as one line on the first problem: the model can be
     had, the data source exists and its rows are sound (classification: the classes, resolved into the suite),
-    every run's target modules select layers of the model, and on a CPU every run's predicted tensors fit in the
-    memory available. Returns the notes (decisions about the data, settings worth a second look). A hub dataset's
-    rows are read only with `hub_data` (`validate` downloads nothing)."""
+    every run's target modules select layers of the model and its method has something to train there, and on a
+    CPU every run's predicted tensors fit in the memory available. Returns the notes (decisions about the data,
+    settings worth a second look). A hub dataset's rows are read only with `hub_data` (`validate` downloads
+    nothing)."""
     suite = loaded.suite
     suite_dir = Path(loaded.path).resolve().parent
     notes: list[str] = []
@@ -162,7 +163,7 @@ def check_runs(loaded: LoadedSuite, suite_dir: Path, at_once: int = 1) -> list[s
     architecture the memory model does not know (or whose config cannot be read without loading it) is noted.
     With `at_once` runs at a time (--parallel on a CPU), the `at_once` largest predicted peaks together must fit."""
     from . import catalog
-    from .arch import NoMatchingTargets, arch_from_config
+    from .arch import NoMatchingTargets, NotApplicable, arch_from_config
     from .estimate import GIB, estimate_run
 
     suite = loaded.resolved()
@@ -184,7 +185,7 @@ def check_runs(loaded: LoadedSuite, suite_dir: Path, at_once: int = 1) -> list[s
         launch = launch_of(plan)
         try:
             footprint = method.footprint(arch, method.Settings.model_validate(plan.settings))
-        except NoMatchingTargets as err:
+        except (NoMatchingTargets, NotApplicable) as err:
             raise PeftbenchError(f"{loaded.path}: run {plan.name}: {err}") from None
         except PeftbenchError as err:  # a method without a memory model: nothing to check against
             notes.append(f"run {plan.name}: not checked ({err})")

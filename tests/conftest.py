@@ -62,6 +62,23 @@ def spec_for(base: dict, method: str, adapter_dir: Path | None = None, **setting
     return WorkerSpec(suite=suite, run=runs[0], adapter_dir=str(adapter_dir) if adapter_dir else None)
 
 
+def applicable(base: dict, method: str) -> dict:
+    """`base`, or for a method with nothing to train on its tiny Llama (BitFit: no biases) the same suite on a tiny
+    Llama with biases (LlamaConfig's attention_bias and mlp_bias)."""
+    from peftbench import catalog, methods
+    from peftbench.arch import NotApplicable, arch_from_config
+
+    model = base["model"]
+    m = methods.get(method)
+    config = catalog.resolve(model["name"], model.get("config_overrides")).config
+    try:
+        m.footprint(arch_from_config(config, model["task"]), m.Settings.model_validate({"method": method}))
+    except NotApplicable:
+        overrides = {**model.get("config_overrides", {}), "attention_bias": True, "mlp_bias": True}
+        return {**base, "model": {**model, "config_overrides": overrides}}
+    return base
+
+
 def invoke(*args):
     """A peftbench command run in this process through Click's CliRunner."""
     from click.testing import CliRunner

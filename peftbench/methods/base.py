@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # only for annotations: the worker passes real objects
     from ..context import RunContext
 
 # What kind of change a method makes; the recommender's rules are written per family.
-Family = Literal["full", "low-rank", "orthogonal", "scaling", "soft-prompt", "selective"]
+Family = Literal["full", "low-rank", "orthogonal", "scaling", "soft-prompt", "selective", "adapter"]
 FAMILIES: tuple[str, ...] = get_args(Family)
 
 

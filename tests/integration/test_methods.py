@@ -8,7 +8,7 @@ import pytest
 
 from peftbench import methods
 
-from ..conftest import TINY_CAUSAL, TINY_CLASSIFICATION, spec_for
+from ..conftest import TINY_CAUSAL, TINY_CLASSIFICATION, applicable, spec_for
 
 torch = pytest.importorskip("torch")
 
@@ -45,7 +45,7 @@ def records():
     out = {}
     for task, base in (("classification", TINY_CLASSIFICATION), ("causal_lm", TINY_CAUSAL)):
         for name in ALL:
-            spec = spec_for(base, name)
+            spec = spec_for(applicable(base, name), name)
             record = worker.new_record(spec)
             try:
                 worker.run(spec, record)
@@ -106,7 +106,7 @@ def test_merged_inference_is_measured_or_explained(records, task, name):
     spec, r = records[task, name]
     assert r.status == "ok", r.error
     method = methods.get(name)
-    if name == "full" or not method.traits.mergeable:
+    if method.unmergeable_reason():  # nothing to merge (full, BitFit), or not mergeable: the note says which
         assert r.merge_note and r.latency_ms_p50_merged is None and r.merge_max_abs_diff is None
         return
     assert r.latency_ms_p50_merged > 0
@@ -116,6 +116,33 @@ def test_merged_inference_is_measured_or_explained(records, task, name):
         assert 0 < r.merge_max_abs_diff < 1.0 and "quantized" in r.merge_note
     else:  # an exact merge: fp32 rounding only
         assert r.merge_max_abs_diff < 1e-4, r.merge_max_abs_diff
+
+
+def test_bitfit_is_refused_before_loading_on_a_model_without_biases(tmp_path):
+    """The tiny Llama has no bias: BitFit has nothing to train there, and the suite check says so in one line
+    before any worker starts (the memory model's footprint raises it)."""
+    from peftbench.errors import PeftbenchError
+    from peftbench.runner import check_runs
+    from peftbench.suite import LoadedSuite, parse_suite
+
+    suite, runs = parse_suite({**TINY_CAUSAL, "methods": [{"method": "bitfit"}]})
+    loaded = LoadedSuite(path="s.yaml", sha256="", suite=suite, runs=runs)
+    with pytest.raises(PeftbenchError, match="run bitfit: bitfit: this llama model has no bias terms"):
+        check_runs(loaded, tmp_path)
+
+
+def test_bottleneck_and_bitfit_counts_match_the_formulas(records):
+    """MiniLM-L6 (6 layers, hidden 384, intermediate 1536, 2 labels), counted by hand. Bottleneck (Houlsby,
+    reduction 16: m = 24): two adapters per block of 2*384*24 + 24 + 384 each, plus the 384->2 head. BitFit: the
+    biases of 6 linears per block (3 x 384 for q, k, v, 384 attention output, 1536 intermediate, 384 output), two
+    LayerNorms per block and the embeddings' (384 each), the pooler's (384) and the head's (2), plus the head's
+    weight (384 x 2)."""
+    bottleneck = records["classification", "bottleneck"][1]
+    assert bottleneck.trainable_params == 6 * 2 * (2 * 384 * 24 + 24 + 384) + (384 * 2 + 2)
+    bitfit = records["classification", "bitfit"][1]
+    per_block = 4 * 384 + 1536 + 384 + 2 * 384
+    assert bitfit.trainable_params == 6 * per_block + 384 + 384 + 2 + 384 * 2
+    assert bitfit.total_params == records["classification", "full"][1].total_params  # nothing added
 
 
 def test_lora_count_matches_the_formula(records):
