@@ -112,7 +112,8 @@ def list_methods() -> None:
 @main.command()
 @click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Results directory of an interrupted run of the same suite: finished runs are kept, not re-run.")
+              help="Results directory of an interrupted run of the same suite: finished runs are kept, not re-run; "
+                   "a run with a checkpoint (runner.checkpoint_every) continues from it.")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Where the new <suite>-<timestamp> directory is made.")
 @click.option("--parallel", type=int, default=1, show_default=True,
@@ -161,9 +162,10 @@ def run(suite_file: Path, resume: Path | None, results_dir: Path, parallel: int,
     if ray_address is not None:
         from .ray_runner import connect
 
-        if loaded.suite.runner.save_adapters:
-            raise PeftbenchError("--ray with runner.save_adapters: not supported yet (the adapters would stay on "
-                                 "the node that trained them)")
+        if loaded.suite.runner.save_adapters or loaded.suite.runner.checkpoint_every:
+            what = "save_adapters" if loaded.suite.runner.save_adapters else "checkpoint_every"
+            raise PeftbenchError(f"--ray with runner.{what}: not supported yet (the files would stay on the node "
+                                 "that wrote them)")
         device = loaded.suite.training.device
         ray = connect(ray_address, {"cuda": True, "cpu": False}.get(device), ray_cpus)
         notes = preflight(loaded, check_cuda=lambda: ray.gpu)  # the cluster's GPUs, not this machine's

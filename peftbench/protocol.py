@@ -29,6 +29,7 @@ class WorkerSpec(BaseModel):
     run: RunPlan  # the run's name, method and resolved settings
     suite_dir: str | None = None  # where the suite's relative paths start
     adapter_dir: str | None = None  # where to keep the trained adapter (runner.save_adapters), else nowhere
+    checkpoint_path: str | None = None  # runner.checkpoint_every: the run's checkpoint file (resumed from if present)
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,11 @@ class RunRecord:
     train_tokens_per_s_per_process: float | None = None  # a multi-process run: train_tokens_per_s / world_size
     train_loss_first: float | None = None
     train_loss_last: float | None = None
+    # runner.checkpoint_every (checkpoint.py): the step a resumed run continued from (None: it ran from step 0), the
+    # checkpoints this process wrote and their seconds (left out of train_s)
+    resumed_from_step: int | None = None
+    checkpoints_saved: int | None = None
+    checkpoint_s: float | None = None
     # inference
     latency_ms_p50: float | None = None
     latency_ms_p90: float | None = None

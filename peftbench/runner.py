@@ -114,6 +114,9 @@ def check_launch_pairs(loaded: LoadedSuite) -> None:
         if suite.runner.save_adapters:
             raise PeftbenchError(f"{where}: runner.save_adapters: a multi-process run does not save its adapter yet; "
                                  "save it from a one-process run")
+        if suite.runner.checkpoint_every:
+            raise PeftbenchError(f"{where}: runner.checkpoint_every: a multi-process run does not checkpoint yet "
+                                 "(each rank holds a shard of the state); checkpoint one-process runs")
 
 
 def check_launches(loaded: LoadedSuite, cpu: bool, ids: Callable[[], list[str]] | None = None,
@@ -444,6 +447,12 @@ def run_worker(plan: RunPlan, spec: WorkerSpec, store: ResultStore, timeout_s: f
 # ---- the suite ---------------------------------------------------------------------------------------------------
 
 
+def checkpoint_path(store: ResultStore, plan: RunPlan) -> Path:
+    """Where a job's checkpoint lives (runner.checkpoint_every): a run killed part-way continues from it under
+    `--resume`; it is removed once the run has its ok record."""
+    return store.root / "checkpoints" / f"{plan.key}.pt"
+
+
 def default_results_dir(loaded: LoadedSuite, base: Path) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = base / f"{loaded.suite.name}-{stamp}"
@@ -508,7 +517,8 @@ def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume:
         adapter_dir = str(store.root / "adapters" / plan.key) if suite.runner.save_adapters else None
         job_suite = suite if plan.seed is None else suite.model_copy(
             update={"training": suite.training.model_copy(update={"seed": plan.seed})})
-        return WorkerSpec(suite=job_suite, run=plan, suite_dir=suite_dir, adapter_dir=adapter_dir)
+        return WorkerSpec(suite=job_suite, run=plan, suite_dir=suite_dir, adapter_dir=adapter_dir,
+                          checkpoint_path=str(checkpoint_path(store, plan)) if suite.runner.checkpoint_every else None)
 
     if ray is not None:
         from .ray_runner import run_on_ray
@@ -526,6 +536,8 @@ def run_suite(loaded: LoadedSuite, results_base: Path = Path("results"), resume:
                 progress.event(plan, ev)
 
         record = run_worker(plan, spec, store, suite.runner.timeout_s, {**env, **slot.env}, on_event, on_cpu)
+        if record.status == "ok":  # done: its checkpoint (a whole model's state for full fine-tuning) has no use
+            checkpoint_path(store, plan).unlink(missing_ok=True)
         with lock:
             progress.run_finished(plan, record)
 

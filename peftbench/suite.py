@@ -150,6 +150,10 @@ class RunnerConfig(_Strict):
                            "slower on CPU"
     )
     save_adapters: bool = Field(False, description="keep trained adapters under <results>/adapters/")
+    checkpoint_every: PositiveInt | None = Field(
+        None, description="save what a run needs to continue every N optimizer steps (under "
+                          "<results>/checkpoints/); `run --resume DIR` continues an interrupted run from its last one"
+    )
 
 
 class Suite(_Strict):
@@ -288,6 +292,12 @@ def _cross_checks(suite: Suite) -> list[str]:
                         "the steps left out of train_s")
     if t.precision == "fp16-mixed" and t.device == "cpu":
         problems.append("training.precision: fp16-mixed needs CUDA, but training.device is cpu")
+    if suite.runner.checkpoint_every:
+        for i, entry in enumerate(suite.methods):
+            method = registry.load_all().get(entry.get("method")) if isinstance(entry, dict) else None
+            if method and not method.traits.resumable:
+                problems.append(f"methods[{i}] ({method.name}): cannot continue from a checkpoint "
+                                "(runner.checkpoint_every): part of its training state lives outside its tensors")
     if t.gradient_checkpointing:
         for i, entry in enumerate(suite.methods):
             method = registry.load_all().get(entry.get("method")) if isinstance(entry, dict) else None

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .checkpoint import Checkpointing, capture, restore
 from .context import RunContext
 from .distributed import Ranks, deepspeed_engine, local_batch
 from .measure import PeakMemory, synchronize
@@ -58,7 +59,8 @@ def make_optimizer(params: list, lr: float, weight_decay: float):
 
 def train(model: Any, ctx: RunContext, t: TrainingConfig, train_enc: dict, lr: float, steps: int, mem: PeakMemory,
           method: Any = None, ranks: Ranks | None = None,
-          on_step: Callable[[int, int, float], None] = lambda step, steps, loss: None):
+          on_step: Callable[[int, int, float], None] = lambda step, steps, loss: None,
+          checkpoint: Checkpointing | None = None):
     """Train for `steps` optimizer steps. Returns (losses, timed_seconds, timed_tokens, timed_steps), this
     process's own.
 
@@ -66,6 +68,11 @@ def train(model: Any, ctx: RunContext, t: TrainingConfig, train_enc: dict, lr: f
     multi-process run (`ranks`; `model` wrapped by distributed.wrap) every step takes batch_size rows per process
     from the same data order, each rank its own share, so each process sees batch_size rows per step as a
     one-process run does.
+
+    With `checkpoint` (runner.checkpoint_every: checkpoint.py) the state is saved every N steps, and a run whose
+    file exists continues after the step it was saved at: the losses are the whole run's, while the timed and
+    profiled steps are counted from the restart (a restarted process warms up again), and the seconds spent
+    writing checkpoints are left out of the timed seconds.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, lr, t.weight_decay)
@@ -82,13 +89,22 @@ def train(model: Any, ctx: RunContext, t: TrainingConfig, train_enc: dict, lr: f
     n = len(train_enc["input_ids"])
     gen = torch.Generator().manual_seed(t.seed)
     order: list[int] = []
-    profiled = t.memory_profile_steps if mem.profiling else 0
-    untimed = max(t.warmup_timing_steps, profiled)
     losses: list[float] = []
-    timed_tokens, t0 = 0, None
+    start = 0  # the step training continues after (a resumed run: the checkpoint's)
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        start, order, losses = restore(saved, model, optimizer, scheduler, scaler, gen)
+        checkpoint.resumed_from = start
+        del saved
+    profiled = start + t.memory_profile_steps if mem.profiling else 0
+    untimed = start + max(t.warmup_timing_steps, t.memory_profile_steps if mem.profiling else 0)
+    timed_tokens, t0, paused = 0, None, 0.0  # paused: seconds of checkpoint writing inside the timed steps
     model.train()
     rows = t.batch_size * (ranks.world if ranks else 1)  # the global batch of a step
-    for step in range(1, steps + 1):
+    if untimed == start:  # no untimed step (warmup_timing_steps 0, no profiler window): the clock starts now
+        synchronize(ctx.device)
+        t0 = time.perf_counter()
+    for step in range(start + 1, steps + 1):
         while len(order) < rows:  # reshuffle once per pass over the data
             order += torch.randperm(n, generator=gen).tolist()
         idx, order = local_batch(order[:rows], ranks), order[rows:]
@@ -126,6 +142,11 @@ def train(model: Any, ctx: RunContext, t: TrainingConfig, train_enc: dict, lr: f
         elif step > untimed:
             timed_tokens += int(batch["attention_mask"].sum())
         on_step(step, steps, losses[-1])
+        if checkpoint is not None and checkpoint.due(step, steps):
+            before = checkpoint.saved_s
+            checkpoint.save(capture(step, model, optimizer, scheduler, scaler, gen, order, losses))
+            if t0 is not None:
+                paused += checkpoint.saved_s - before
     synchronize(ctx.device)
-    timed_s = time.perf_counter() - t0 if t0 is not None else None
+    timed_s = time.perf_counter() - t0 - paused if t0 is not None else None
     return losses, timed_s, timed_tokens, steps - untimed

@@ -25,6 +25,7 @@ import torch
 from . import data as data_mod
 from . import distributed, models
 from . import methods as registry
+from .checkpoint import Checkpointing
 from .context import RunContext, device_name, make_context
 from .errors import PeftbenchError
 from .evaluation import evaluate, latency_batch, measure_merged, one_line, time_inference
@@ -42,7 +43,7 @@ def emit(event: str, **fields: Any) -> None:
     """One progress line for the parent; it ignores lines without the protocol's prefix."""
     if _main_rank:
         print(progress_line(event, **fields), flush=True)
-    _maybe_die(fields.get("phase"))
+    _maybe_die(fields.get("phase") or (f"step{fields['step']}" if event == "step" else None))
 
 
 def _fault(what: str | None) -> bool:
@@ -51,8 +52,8 @@ def _fault(what: str | None) -> bool:
 
 
 def _maybe_die(phase: str | None) -> None:
-    """PEFTBENCH_FAULT=<key>:<phase> makes this worker SIGKILL itself when it enters that phase, as a segfault or
-    the kernel's OOM killer would."""
+    """PEFTBENCH_FAULT=<key>:<phase> makes this worker SIGKILL itself when it enters that phase (<key>:step<N>:
+    when training step N is done), as a segfault or the kernel's OOM killer would."""
     if _fault(phase):
         os.kill(os.getpid(), 9)
 
@@ -161,13 +162,20 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
         mem.exclude_end()
 
         emit("phase", phase="train", steps=steps)
+        checkpoint = Checkpointing(Path(spec.checkpoint_path), suite.runner.checkpoint_every) \
+            if spec.checkpoint_path and suite.runner.checkpoint_every else None
         losses, timed_s, timed_tokens, timed_steps = train(
             trained, ctx, suite.training, train_enc, lr, steps, mem, method, ranks,
-            on_step=lambda step, total, loss: emit("step", step=step, steps=total, loss=loss))
+            on_step=lambda step, total, loss: emit("step", step=step, steps=total, loss=loss), checkpoint=checkpoint)
         mem.stop()
     finally:
         mem.close()
     record.train_steps = steps
+    if checkpoint is not None:
+        record.resumed_from_step = checkpoint.resumed_from
+        record.checkpoints_saved, record.checkpoint_s = checkpoint.saved, checkpoint.saved_s
+        if checkpoint.resumed_from is not None:
+            record.peak_mem_kind += f"; resumed at step {checkpoint.resumed_from}: the restarted process's peak"
     if ranks is None:
         record.peak_mem_mib = mem.peak_bytes / MIB if mem.peak_bytes is not None else None
         record.peak_reserved_mib = mem.reserved_bytes / MIB if mem.reserved_bytes is not None else None

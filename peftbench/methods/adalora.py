@@ -104,7 +104,9 @@ def _freeze_ranknum(model) -> None:
 class AdaLora(Method):
     name = "adalora"
     summary = "AdaLoRA: SVD-shaped LoRA with an adaptive rank budget"
-    traits = Traits(mergeable=True, quantized_base=False)
+    # resumable: no, its rank allocator keeps importance averages outside the model and the optimizer (checkpoint.py
+    # saves those two)
+    traits = Traits(mergeable=True, quantized_base=False, resumable=False)
     family = "low-rank"
     peft_type = "ADALORA"
     # --rank is the budget it prunes to; the update starts at init_rank

@@ -58,6 +58,7 @@ class Traits:
     extra_positions: str = ""  # how it lengthens sequences, e.g. "+n virtual tokens", "" when it does not
     needs_cuda: bool = False
     gradient_checkpointing: bool = True  # works with gradient checkpointing (peft's prefix tuning does not)
+    resumable: bool = True  # its training state is its tensors and optimizer (checkpoint.py); AdaLoRA's is not
 
 
 @dataclass(frozen=True)
