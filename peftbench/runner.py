@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import importlib.util
 import os
 import queue
 import signal
@@ -114,6 +115,9 @@ def check_launch_pairs(loaded: LoadedSuite) -> None:
         if suite.runner.save_adapters:
             raise PeftbenchError(f"{where}: runner.save_adapters: a multi-process run does not save its adapter yet; "
                                  "save it from a one-process run")
+        if plan.settings.get("trainer") == "trl":
+            raise PeftbenchError(f"{where}: trainer: trl runs in one process here (TRL distributes itself through "
+                                 "accelerate; not wired yet)")
         if suite.runner.checkpoint_every:
             raise PeftbenchError(f"{where}: runner.checkpoint_every: a multi-process run does not checkpoint yet "
                                  "(each rank holds a shard of the state); checkpoint one-process runs")
@@ -147,6 +151,9 @@ def check_suite(loaded: LoadedSuite, hub_data: bool, at_once: int = 1) -> list[s
     suite_dir = Path(loaded.path).resolve().parent
     notes: list[str] = []
     check_launch_pairs(loaded)
+    if any(r.settings.get("trainer") == "trl" for r in loaded.runs) and importlib.util.find_spec("trl") is None:
+        raise PeftbenchError(f"{loaded.path}: trainer: trl needs the trl package, which is not installed (pip install "
+                             "\"peftbench[trl]\")")
     check_available(suite.model, suite_dir)
     check_source(suite.dataset, suite.model.task, suite_dir)
     if suite.dataset.hub and not hub_data:

@@ -259,7 +259,7 @@ def _method_runs(entries: list[dict[str, Any]]) -> tuple[list[RunPlan], list[str
             problems.extend(_problems(err, ("methods", i)))
             continue
         if settings.enabled:
-            suffix = settings.launch.suffix if settings.launch else ""
+            suffix = (settings.launch.suffix if settings.launch else "") + ("-trl" if settings.trainer == "trl" else "")
             runs.extend(RunPlan(r.name + suffix, r.method, r.settings, r.seed) for r in method.expand(settings))
             if not method.traits.gradient_checkpointing and settings.gradient_checkpointing:
                 problems.append(f"methods[{i}] ({name}): does not work with gradient checkpointing")
@@ -292,6 +292,9 @@ def _cross_checks(suite: Suite) -> list[str]:
                         "the steps left out of train_s")
     if t.precision == "fp16-mixed" and t.device == "cpu":
         problems.append("training.precision: fp16-mixed needs CUDA, but training.device is cpu")
+    for i, entry in enumerate(suite.methods):
+        if isinstance(entry, dict) and entry.get("trainer") == "trl":
+            problems += [f"methods[{i}] (trainer: trl): {why}" for why in trl_refusals(suite, entry)]
     if suite.runner.checkpoint_every:
         for i, entry in enumerate(suite.methods):
             method = registry.load_all().get(entry.get("method")) if isinstance(entry, dict) else None
@@ -306,6 +309,21 @@ def _cross_checks(suite: Suite) -> list[str]:
                                 "training.gradient_checkpointing turns on; set gradient_checkpointing: false in "
                                 "this entry")
     return problems
+
+
+def trl_refusals(suite: Suite, entry: dict[str, Any]) -> list[str]:
+    """Why a method entry cannot train through TRL's SFTTrainer (trl_loop.py), if it cannot."""
+    from .methods.base import Method
+
+    method = registry.load_all().get(entry.get("method"))
+    why = []
+    if suite.model.task != "causal_lm":
+        why.append(f"SFTTrainer trains causal language models; model.task is {suite.model.task}")
+    if method is not None and type(method).after_optimizer_step is not Method.after_optimizer_step:
+        why.append(f"{method.name} needs a call after every optimizer step, which SFTTrainer's loop does not make")
+    if entry.get("launch") or suite.runner.checkpoint_every:
+        why.append("not with launch or runner.checkpoint_every yet (TRL has its own distribution and checkpoints)")
+    return why
 
 
 def parse_suite(data: Any, path: str = "<suite>") -> tuple[Suite, list[RunPlan]]:

@@ -164,9 +164,16 @@ def run(spec: WorkerSpec, record: RunRecord) -> RunRecord:
         emit("phase", phase="train", steps=steps)
         checkpoint = Checkpointing(Path(spec.checkpoint_path), suite.runner.checkpoint_every) \
             if spec.checkpoint_path and suite.runner.checkpoint_every else None
-        losses, timed_s, timed_tokens, timed_steps = train(
-            trained, ctx, suite.training, train_enc, lr, steps, mem, method, ranks,
-            on_step=lambda step, total, loss: emit("step", step=step, steps=total, loss=loss), checkpoint=checkpoint)
+        on_step = lambda step, total, loss: emit("step", step=step, steps=total, loss=loss)  # noqa: E731
+        if settings.trainer == "trl":  # TRL's SFTTrainer around the same model and rows (suite: one process)
+            from . import trl_loop
+
+            record.trainer, record.optimizer = trl_loop.version(), "torch AdamW (transformers adamw_torch)"
+            losses, timed_s, timed_tokens, timed_steps = trl_loop.train(
+                trained, ctx, suite.training, train_enc, lr, steps, mem, tokenizer, on_step)
+        else:
+            losses, timed_s, timed_tokens, timed_steps = train(
+                trained, ctx, suite.training, train_enc, lr, steps, mem, method, ranks, on_step, checkpoint)
         mem.stop()
     finally:
         mem.close()

@@ -42,6 +42,9 @@ class MethodSettings(BaseModel):
     enabled: bool = Field(True, description="false keeps the entry in the file but runs nothing")
     launch: Launch | None = Field(None, description="this run across several processes (processes, strategy: ddp "
                                                     "or fsdp); default: run --launcher's, else one process")
+    trainer: Literal["harness", "trl"] = Field(
+        "harness", description="the training loop: peftbench's own, or TRL's SFTTrainer (causal_lm; run name "
+                               "<run>-trl; pip install \"peftbench[trl]\")")
 
     @model_validator(mode="before")
     @classmethod
